@@ -1,0 +1,27 @@
+"""The Engine and its factory (``engines.factory()``), checkpoints and hook names."""
+
+from bootstrap_repro.engines._checkpoint import Checkpointer, checkpoint_names
+from bootstrap_repro.engines._engine import (
+    Engine,
+    EngineState,
+    SavingCriterion,
+    StopRun,
+    parse_saving_criteria,
+    to_device,
+)
+from bootstrap_repro.engines._factory import factory, resolve_device
+from bootstrap_repro.engines._hooks import HOOKS
+
+__all__ = [
+    "Engine",
+    "EngineState",
+    "SavingCriterion",
+    "StopRun",
+    "Checkpointer",
+    "HOOKS",
+    "checkpoint_names",
+    "factory",
+    "parse_saving_criteria",
+    "resolve_device",
+    "to_device",
+]

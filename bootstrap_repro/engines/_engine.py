@@ -1,0 +1,316 @@
+"""The Engine: loops train and eval epochs and fires named hooks.
+
+The loop owns iteration, counters and hooks; everything else (checkpoint files,
+logs, views) is a collaborator: the :class:`Checkpointer` writes files, the
+:class:`~bootstrap_repro.logger.Logger` keeps values, views attach to hooks.
+Shared data lives on :attr:`Engine.state`, which hooks read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bootstrap_repro.engines._hooks import adapt_hook, check_hook_name
+from bootstrap_repro.errors import OptionsError
+
+__all__ = ["Engine", "EngineState", "SavingCriterion", "parse_saving_criteria", "StopRun"]
+
+
+class StopRun(Exception):
+    """Raised by :meth:`Engine.check_stop` to leave the loop at a batch boundary."""
+
+
+@dataclass(frozen=True)
+class SavingCriterion:
+    """``acctop1:max`` → keep ``ckpt_best_acctop1_*`` for the highest eval value."""
+
+    name: str
+    mode: str  # "min" | "max"
+
+    def better(self, new: float, old: float | None) -> bool:
+        if new is None or (isinstance(new, float) and math.isnan(new)):
+            return False
+        if old is None:
+            return True
+        return new < old if self.mode == "min" else new > old
+
+
+def parse_saving_criteria(values: Any) -> list[SavingCriterion]:
+    """Parse ``engine.saving_criteria`` (a list of ``name:min|max``)."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for v in values:
+        name, sep, mode = str(v).rpartition(":")
+        if not sep or not name or mode not in ("min", "max"):
+            raise OptionsError(
+                f"engine.saving_criteria: expected 'name:min' or 'name:max' (e.g. loss:min, acctop1:max), got {v!r}"
+            )
+        out.append(SavingCriterion(name, mode))
+    return out
+
+
+@dataclass
+class EngineState:
+    """What hooks can read: counters, the last batch output, the epoch metrics."""
+
+    epoch: int = 0  #: current epoch (0-based); equals nb_epochs once training ended
+    mode: str = "train"  #: "train" or "eval"
+    batch: int = -1  #: index of the current batch in its epoch
+    nb_batches: int = 0  #: batches in the current epoch (0 when unknown)
+    out: dict[str, Any] | None = None  #: the last batch's model output
+    batch_size: int = 0  #: size of the last batch
+    train_metrics: dict[str, float] = field(default_factory=dict)  #: last train epoch means
+    eval_metrics: dict[str, float] = field(default_factory=dict)  #: last eval epoch means
+    best: dict[str, float] = field(default_factory=dict)  #: best value per saving criterion
+    nb_nan_skipped: int = 0  #: optimizer steps skipped for a non-finite loss, whole run
+    checkpoint: str | None = None  #: name of the checkpoint just saved ("last", "best_loss")
+    resumed_from: str | None = None  #: the checkpoint the run resumed from
+    stop_reason: str | None = None  #: set by :meth:`Engine.request_stop`
+    exception: BaseException | None = None  #: set before ``engine_on_exception``
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    if isinstance(batch, Mapping):
+        for v in batch.values():
+            n = _batch_size(v)
+            if n:
+                return n
+    if isinstance(batch, (list, tuple)):
+        for v in batch:
+            n = _batch_size(v)
+            if n:
+                return n
+    return 0
+
+
+def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """Move every tensor of a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
+    if isinstance(batch, list):
+        return [to_device(v, device, non_blocking) for v in batch]
+    if isinstance(batch, tuple):
+        return tuple(to_device(v, device, non_blocking) for v in batch)
+    return batch
+
+
+def loggable(out: Mapping[str, Any]) -> dict[str, Any]:
+    """The scalar entries of a model output (0-dim tensors and numbers)."""
+    res = {}
+    for k, v in out.items():
+        if isinstance(v, torch.Tensor):
+            if v.numel() == 1:
+                res[k] = v.detach().reshape(())
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            res[k] = v
+    return res
+
+
+class Engine:
+    """Train/eval loop of the seed, with validated hooks and bit-exact resume.
+
+    Collaborators (set by the factory or the caller): ``dataset`` (a dict
+    ``{'train': ds, 'eval': ds}``), ``model``, ``optimizer``, ``view``,
+    ``logger`` and ``checkpointer`` (None: no checkpoint files).
+    """
+
+    def __init__(self, options: Any, logger: Any, device: torch.device | None = None) -> None:
+        self.options = options
+        self.logger = logger
+        eng = options["engine"]
+        self.nb_epochs: int = int(eng.get("nb_epochs", 1))
+        self.print_freq: int = int(eng.get("print_freq", 10) or 0)
+        self.nan_check: bool = bool(eng.get("nan_check", True))
+        self.saving_criteria = parse_saving_criteria(eng.get("saving_criteria"))
+        self.seed: int = int(options.get("misc.seed", 0) or 0)
+        self.device = device if device is not None else torch.device("cpu")
+        self.dataset: dict[str, Any] = {}
+        self.model: Any = None
+        self.optimizer: Any = None
+        self.view: Any = None
+        self.checkpointer: Any = None
+        self.progress: Callable[[Any, str, int], Any] | None = None
+        self.is_rank0 = True
+        self.state = EngineState()
+        self._hooks: dict[str, list[Callable[[Any], Any]]] = defaultdict(list)
+        self._stop_now: str | None = None
+
+    # ------------------------------------------------------------------ hooks
+    def register_hook(self, name: str, func: Callable[..., Any]) -> None:
+        """Call ``func`` (taking no argument, or the engine) each time ``name`` fires."""
+        check_hook_name(name)
+        self._hooks[name].append(adapt_hook(func))
+
+    def hook(self, name: str) -> None:
+        """Fire every function registered for ``name``."""
+        for fn in self._hooks.get(name, ()):
+            fn(self)
+
+    @property
+    def epoch(self) -> int:
+        """The seed's ``engine.epoch``."""
+        return self.state.epoch
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self, reason: str) -> None:
+        """Stop after the current epoch (its checkpoints are saved): pruning, early stop."""
+        self.state.stop_reason = reason
+
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Stop at the next batch boundary (signal handlers call this)."""
+        self._stop_now = reason
+
+    def check_stop(self) -> None:
+        if self._stop_now is not None:
+            raise StopRun(self._stop_now)
+
+    # ------------------------------------------------------------------ loops
+    def train(self) -> None:
+        """Train for ``engine.nb_epochs``, evaluating after each epoch when an eval split exists."""
+        self.logger("Launching training procedures")
+        self.hook("train_on_start")
+        while self.state.epoch < self.nb_epochs and self.state.stop_reason is None:
+            self.train_epoch(self.model, self.dataset["train"], self.optimizer, self.state.epoch)
+            if "eval" in self.dataset:
+                self.eval_epoch(self.model, self.dataset["eval"], self.state.epoch)
+            self.end_epoch()
+        self.hook("train_on_end")
+        self.logger("Ending training procedures")
+
+    def eval(self) -> None:
+        """Evaluate once (eval-only run, e.g. a resumed checkpoint)."""
+        self.logger("Launching evaluation procedures")
+        self.hook("eval_on_start")
+        self.eval_epoch(self.model, self.dataset["eval"], max(self.state.epoch - 1, 0))
+        self.hook("eval_on_end")
+        self.logger("Ending evaluation procedures")
+
+    def end_epoch(self) -> None:
+        """Checkpoint ``best_*`` and ``last``, then move to the next epoch."""
+        metrics = self.state.eval_metrics if "eval" in self.dataset else self.state.train_metrics
+        to_save = []
+        for crit in self.saving_criteria:
+            if crit.name not in metrics:
+                mode = "eval_epoch" if "eval" in self.dataset else "train_epoch"
+                raise OptionsError(
+                    f"engine.saving_criteria: {crit.name!r} is never logged ({mode} has: "
+                    f"{', '.join(sorted(metrics)) or 'nothing'}); use one of those names"
+                )
+            if crit.better(metrics[crit.name], self.state.best.get(crit.name)):
+                self.state.best[crit.name] = metrics[crit.name]
+                to_save.append(f"best_{crit.name}")
+        self.state.epoch += 1  # a checkpoint holds the epoch to start from
+        for name in [*to_save, "last"]:
+            if self.checkpointer is not None:
+                self.checkpointer.save(self, name)
+                self.state.checkpoint = name
+                self.hook("engine_on_checkpoint")
+        self.hook("engine_on_end_epoch")
+
+    def _loop(self, mode: str, model: Any, dataset: Any, optimizer: Any, epoch: int) -> dict[str, float]:
+        st = self.state
+        st.mode, st.batch = mode, -1
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        loader = dataset.make_batch_loader()
+        try:
+            st.nb_batches = len(loader)
+        except TypeError:
+            st.nb_batches = 0
+        train = mode == "train"
+        model.train(train)
+        self.logger(f"{'Training' if train else 'Evaluating'} model on {getattr(dataset, 'split', mode)} set for epoch {epoch}")
+        self.hook(f"{mode}_on_start_epoch")
+        values: dict[str, list[Any]] = defaultdict(list)
+        sizes: list[int] = []
+        pin = self.device.type == "cuda"
+        bar = self.progress(loader, mode, epoch) if self.progress else None
+        nan_skipped = 0
+        with torch.set_grad_enabled(train):
+            for i, batch in enumerate(bar if bar is not None else loader):
+                self.check_stop()
+                st.batch = i
+                batch = to_device(batch, self.device, non_blocking=pin)
+                self.hook(f"{mode}_on_start_batch")
+                if train:
+                    optimizer.zero_grad()
+                out = model(batch)
+                st.out, st.batch_size = out, _batch_size(batch)
+                self.hook(f"{mode}_on_forward")
+                if train:
+                    loss = out["loss"]
+                    if self.nan_check and not bool(torch.isfinite(loss)):
+                        nan_skipped += 1
+                        self.logger.warning(f"non-finite loss ({loss.item()}) at epoch {epoch} batch {i}: optimizer step skipped")
+                    else:
+                        loss.backward()
+                        self.hook(f"{mode}_on_backward")
+                        optimizer.step()
+                        self.hook(f"{mode}_on_update")
+                for k, v in loggable(out).items():
+                    values[k].append(v)
+                    self.logger.log_value(f"{mode}_batch.{k}", v)
+                sizes.append(st.batch_size)
+                if self.print_freq and i % self.print_freq == 0:
+                    if bar is not None and "loss" in out:
+                        bar.set_postfix(loss=f"{float(out['loss']):.4f}", refresh=False)
+                    self.hook(f"{mode}_on_print")
+                self.hook(f"{mode}_on_end_batch")
+        if bar is not None and hasattr(bar, "close"):
+            bar.close()
+        means = self._epoch_means(values, sizes)
+        self.logger.log_value(f"{mode}_epoch.epoch", epoch)
+        for k, v in means.items():
+            self.logger.log_value(f"{mode}_epoch.{k}", v)
+        if train:
+            st.nb_nan_skipped += nan_skipped
+            if self.nan_check:
+                self.logger.log_value("train_epoch.nb_nan_skipped", nan_skipped)
+        if train:
+            st.train_metrics = means
+        else:
+            st.eval_metrics = means
+        self.hook(f"{mode}_on_end_epoch")
+        self.logger.flush()
+        self.hook(f"{mode}_on_flush")
+        return means
+
+    def train_epoch(self, model: Any, dataset: Any, optimizer: Any, epoch: int, mode: str = "train") -> dict[str, float]:
+        """One training epoch; returns the batch-size-weighted means of the outputs."""
+        return self._loop(mode, model, dataset, optimizer, epoch)
+
+    def eval_epoch(self, model: Any, dataset: Any, epoch: int, mode: str = "eval") -> dict[str, float]:
+        """One evaluation epoch (no gradients); returns the weighted means."""
+        return self._loop(mode, model, dataset, None, epoch)
+
+    @staticmethod
+    def _epoch_means(values: Mapping[str, list[Any]], sizes: list[int]) -> dict[str, float]:
+        """Batch-size-weighted means, computed with one host transfer per key."""
+        means: dict[str, float] = {}
+        if not sizes:
+            return means
+        for k, vals in values.items():
+            if len(vals) != len(sizes):
+                continue  # a value not produced by every batch has no epoch mean
+            dev = next((x.device for x in vals if isinstance(x, torch.Tensor)), torch.device("cpu"))
+            v = torch.stack([torch.as_tensor(x, device=dev).detach().reshape(()).to(torch.float64) for x in vals])
+            w = torch.tensor(sizes, dtype=torch.float64, device=dev)
+            means[k] = float((v * w).sum() / w.sum())
+        return means
+
+    def __repr__(self) -> str:
+        return f"Engine(epoch={self.state.epoch}/{self.nb_epochs}, device={self.device}, hooks={sum(map(len, self._hooks.values()))})"
+

@@ -1,0 +1,225 @@
+"""Logger: values to ``logs.json``, messages to the screen and ``logs.txt``.
+
+As in bootstrap.pytorch::
+
+    Logger(dir_logs='logs/mnist')
+    Logger().log_value('train_epoch.epoch', epoch)
+    Logger().flush()                      # writes logs.json (atomically)
+    Logger()("Launching training procedures")
+
+``Logger()`` with no arguments returns the current experiment's logger (see
+:mod:`bootstrap_repro._current`).  Values may be tensors: they stay on their
+device until :meth:`Logger.flush` converts them all at once, so logging a
+per-batch loss costs no host synchronisation.  This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from bootstrap_repro._current import Activatable
+from bootstrap_repro.fileio import atomic_write_text
+
+__all__ = ["Logger", "read_logs"]
+
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+
+
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "detach") and hasattr(value, "tolist")
+
+
+def _to_python(values: list[Any]) -> list[Any]:
+    """Convert pending tensors in ``values`` with one host transfer per dtype/device."""
+    idx = [i for i, v in enumerate(values) if _is_tensor(v)]
+    if not idx:
+        return values
+    import torch  # a tensor was logged, so torch is loaded already
+
+    out = list(values)
+    groups: dict[tuple[Any, Any], list[int]] = {}
+    for i in idx:
+        t = values[i]
+        if t.numel() != 1:
+            out[i] = t.detach().cpu().tolist()
+            continue
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    for positions in groups.values():
+        flat = torch.stack([values[i].detach().reshape(()) for i in positions]).cpu().tolist()
+        for i, v in zip(positions, flat):
+            out[i] = v
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
+    return value
+
+
+def read_logs(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
+    """Read a ``logs.json``; a missing file gives ``{}``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of lists")
+    return data
+
+
+class Logger(Activatable):
+    """Values to ``<dir_logs>/<name>.json``, messages to screen and ``<dir_logs>/<name>.txt``.
+
+    Created without ``dir_logs``, it prints and buffers messages until
+    :meth:`attach` gives it a directory.  ``Logger()`` returns the current one.
+    """
+
+    def __init__(
+        self,
+        dir_logs: str | os.PathLike[str] | None = None,
+        name: str = "logs",
+        *,
+        level: str = "INFO",
+        echo: bool = True,
+        activate: bool = True,
+    ) -> None:
+        self.name = name
+        self.dir: Path | None = None
+        self.values: dict[str, list[Any]] = {}
+        self.level = LEVELS[level.upper()]
+        self.echo = echo
+        #: Where screen output goes; the engine swaps in ``tqdm.write`` while a bar is shown.
+        self.print_fn: Callable[[str], None] = lambda line: print(line, file=sys.stdout, flush=True)
+        self._pending: set[str] = set()
+        self._buffer: list[str] = []
+        self._txt: IO[str] | None = None
+        if dir_logs is not None:
+            self.attach(dir_logs)
+        if activate and dir_logs is not None and not type(self).has_current():
+            # The seed's ``Logger(dir_logs=...)`` made the logger current.
+            type(self)._active.append(self)
+
+    # ------------------------------------------------------------------ files
+    @property
+    def json_path(self) -> Path | None:
+        return self.dir / f"{self.name}.json" if self.dir else None
+
+    def attach(self, dir_logs: str | os.PathLike[str], *, load: bool = False) -> None:
+        """Start writing to ``dir_logs``; buffered messages go to the text file.
+
+        With ``load=True`` the existing json values are read back (resume).
+        """
+        self.dir = Path(dir_logs)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if load and self.json_path and self.json_path.exists():
+            self.values = read_logs(self.json_path)
+        self._txt = open(self.dir / f"{self.name}.txt", "a", encoding="utf-8")
+        for line in self._buffer:
+            self._txt.write(line + "\n")
+        self._txt.flush()
+        self._buffer.clear()
+
+    def close(self) -> None:
+        """Close the text file (values already flushed stay on disk)."""
+        if self._txt is not None:
+            self._txt.close()
+            self._txt = None
+
+    # ------------------------------------------------------------------ values
+    def log_value(self, name: str, value: Any, should_print: bool = False, stack: bool = True) -> None:
+        """Record ``value`` under ``name`` (appended when ``stack``, else replaced)."""
+        if _is_tensor(value):
+            value = value.detach()
+            self._pending.add(name)
+        if stack:
+            self.values.setdefault(name, []).append(value)
+        else:
+            self.values[name] = value  # type: ignore[assignment]
+        if should_print:
+            shown = value.item() if _is_tensor(value) and value.numel() == 1 else value
+            self.log_message(f"{name}: {shown}")
+
+    def log_dict(self, group: str, values: Mapping[str, Any], description: str = "", should_print: bool = False, stack: bool = True) -> None:
+        """``log_value(f'{group}.{k}', v)`` for every item; prints one line when asked."""
+        for k, v in values.items():
+            self.log_value(f"{group}.{k}", v, stack=stack)
+        if should_print:
+            shown = ", ".join(f"{k}: {_fmt(self.values[f'{group}.{k}'][-1] if stack else v)}" for k, v in values.items())
+            self.log_message(f"{description or group} {shown}")
+
+    def materialize(self) -> None:
+        """Turn pending tensors into python numbers (one transfer per key)."""
+        for name in self._pending:
+            vals = self.values.get(name)
+            if isinstance(vals, list):
+                self.values[name] = _to_python(vals)
+            elif _is_tensor(vals):
+                self.values[name] = _to_python([vals])[0]
+        self._pending.clear()
+
+    def flush(self) -> None:
+        """Write all values to ``<name>.json`` atomically (temp file + rename)."""
+        self.materialize()
+        if self.json_path is None:
+            return
+        safe = {k: [_json_safe(v) for v in vs] if isinstance(vs, list) else _json_safe(vs) for k, vs in self.values.items()}
+        atomic_write_text(self.json_path, json.dumps(safe, allow_nan=False) + "\n")
+
+    def lengths(self) -> dict[str, int]:
+        """How many values each key holds (saved in checkpoints)."""
+        return {k: len(v) for k, v in self.values.items() if isinstance(v, list)}
+
+    def truncate(self, lengths: Mapping[str, int]) -> None:
+        """Drop values logged after a checkpoint that recorded ``lengths``."""
+        self.values = {k: v[: lengths[k]] for k, v in self.values.items() if k in lengths}
+        self._pending.intersection_update(self.values)
+
+    # ------------------------------------------------------------------ messages
+    def log_message(self, *message: Any, level: str = "INFO", print_header: bool = True) -> None:
+        """Print a message and append it to the text file."""
+        lvl = LEVELS.get(level.upper(), 20)
+        text = " ".join(str(m) for m in message)
+        line = f"[{level[0].upper()} {_dt.datetime.now():%Y-%m-%d %H:%M:%S}] {_caller()}: {text}" if print_header else text
+        if self._txt is not None:
+            self._txt.write(line + "\n")
+            self._txt.flush()
+        else:
+            self._buffer.append(line)
+        if self.echo and lvl >= self.level:
+            self.print_fn(line)
+
+    def __call__(self, *message: Any, level: str = "INFO", print_header: bool = True) -> None:
+        self.log_message(*message, level=level, print_header=print_header)
+
+    def warning(self, *message: Any) -> None:
+        self.log_message(*message, level="WARNING")
+
+    def error(self, *message: Any) -> None:
+        self.log_message(*message, level="ERROR")
+
+
+def _fmt(v: Any) -> str:
+    if _is_tensor(v) and v.numel() == 1:
+        v = v.item()
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _caller() -> str:
+    """``pkg/module`` of the code that logged (skipping this module)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "?"
+    mod = str(frame.f_globals.get("__name__", "?"))
+    parts = mod.split(".")
+    return "/".join(parts[-2:])

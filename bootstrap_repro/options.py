@@ -1,0 +1,447 @@
+"""Options: the experiment's option tree, as in bootstrap.pytorch.
+
+An options file is YAML (safe loader).  ``__include__`` names a file or a list
+of files, relative to the including file, merged in order with the file itself
+merged last.  Every leaf becomes a typed command-line flag ``--a.b.c VALUE``
+(lists take any number of values: ``--model.metric.topk 1 2 3``).
+
+>>> opt = Options.load("examples/digits/options.yaml", ["--optimizer.lr", "0.05"])
+>>> opt["optimizer.lr"], opt["engine"]["nb_epochs"]
+
+Once a run starts the tree is frozen (read-only), saved as
+``<exp.dir>/options.yaml`` and made current: ``Options()`` returns it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bootstrap_repro._current import Activatable
+from bootstrap_repro.errors import OptionsError, did_you_mean
+from bootstrap_repro.fileio import atomic_write_text
+
+__all__ = ["Options", "OptionsDict", "OptionsList", "load_yaml", "DEFAULTS", "flatten"]
+
+#: Platform-level keys every experiment has; the user's file is merged over them.
+DEFAULTS: dict[str, Any] = {
+    "exp": {"dir": None, "resume": None},
+    "misc": {"seed": 1337, "cuda": None, "deterministic": False},
+    "engine": {
+        "name": "default",
+        "nb_epochs": 1,
+        "print_freq": 10,
+        "saving_criteria": [],
+        "device": "auto",
+        "nan_check": True,
+        "progress_bar": True,
+    },
+    "dataset": {"train_split": "train", "eval_split": "val", "nb_threads": 0, "batch_size": 64},
+    "view": [],
+}
+
+#: Keys that select an *action* on an experiment rather than describing it.
+_ACTION_KEYS = ("exp.resume",)
+_MISSING = object()
+
+
+# --------------------------------------------------------------------------- containers
+class _FrozenMixin:
+    _frozen = False
+
+    def _check(self) -> None:
+        if self._frozen:
+            raise OptionsError("options are read-only once the run has started; set them in the file or on the command line")
+
+
+class OptionsDict(_FrozenMixin, dict):  # type: ignore[misc]
+    """A ``dict`` of options that becomes read-only when its tree is frozen."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._check()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._check()
+        super().__delitem__(key)
+
+    def _blocked(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        self._check()
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self._check()
+        return super().setdefault(key, default)
+
+    def pop(self, *args: Any) -> Any:  # type: ignore[override]
+        self._check()
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self._check()
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._check()
+        super().clear()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+
+
+class OptionsList(_FrozenMixin, list):  # type: ignore[misc]
+    """A ``list`` of options that becomes read-only when its tree is frozen."""
+
+    def _mut(name: str):  # type: ignore[no-untyped-def]  # noqa: N805
+        def method(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self._check()
+            return getattr(list, name)(self, *args, **kwargs)
+
+        method.__name__ = name
+        return method
+
+    for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
+                  "insert", "pop", "remove", "clear", "sort", "reverse"):
+        locals()[_name] = _mut(_name)
+    del _name, _mut
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return [copy.deepcopy(v, memo) for v in self]
+
+
+def _wrap(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return OptionsDict((str(k), _wrap(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return OptionsList(_wrap(v) for v in value)
+    return value
+
+
+def _freeze(value: Any) -> None:
+    if isinstance(value, (OptionsDict, OptionsList)):
+        value._frozen = True
+        for v in value.values() if isinstance(value, dict) else value:
+            _freeze(v)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``over`` into a copy of ``base`` (mappings merge, other values replace)."""
+    out = dict(copy.deepcopy(dict(base)))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}}`` → ``{'a.b': 1}`` (lists are leaves)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+# --------------------------------------------------------------------------- YAML loading
+def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise OptionsError(f"{shown}: options file not found; check the path") from None
+    except IsADirectoryError:
+        raise OptionsError(f"{shown}: is a directory, expected a YAML options file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OptionsError(f"{shown}: cannot read options file ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise OptionsError(f"{where}: YAML syntax error: {problem}; fix the file") from None
+    except yaml.YAMLError as exc:
+        raise OptionsError(f"{shown}: YAML error: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise OptionsError(f"{shown}: expected a mapping of options at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_yaml(path: str | os.PathLike[str], _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Load an options file, resolving ``__include__`` recursively."""
+    shown = str(path)
+    real = Path(path).resolve()
+    if real in _chain:
+        cycle = " -> ".join(p.name for p in (*_chain, real))
+        raise OptionsError(f"{_chain[-1]}: __include__ cycle {cycle}; remove one of these includes")
+    data = _read_yaml(Path(path), shown)
+    includes = data.pop("__include__", None)
+    if includes is None:
+        return data
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise OptionsError(f"{shown}: __include__ must be a file name or a list of file names, got {includes!r}")
+    merged: dict[str, Any] = {}
+    for inc in includes:
+        inc_path = Path(path).parent / inc
+        if not inc_path.exists():
+            raise OptionsError(
+                f"{shown}: __include__ '{inc}' not found (looked for {inc_path}); "
+                f"includes are relative to the including file"
+            )
+        merged = merge(merged, load_yaml(inc_path, (*_chain, real)))
+    return merge(merged, data)
+
+
+# --------------------------------------------------------------------------- CLI values
+_BOOL = {"true": True, "yes": True, "on": True, "1": True,
+         "false": False, "no": False, "off": False, "0": False}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "any"
+    if isinstance(value, list):
+        inner = _list_elem_type(value)
+        return f"list[{inner.__name__ if inner else 'any'}]"
+    return type(value).__name__
+
+
+def _list_elem_type(value: Sequence[Any]) -> type | None:
+    types = {type(v) for v in value}
+    if types == {int} or types == {float} or types == {str} or types == {bool}:
+        return types.pop()
+    if types == {int, float}:
+        return float
+    return None
+
+
+def _parse_scalar(key: str, raw: str, default: Any, want: type | None) -> Any:
+    if want is bool:
+        if raw.lower() in _BOOL:
+            return _BOOL[raw.lower()]
+        raise OptionsError(f"--{key}: expected a bool (true/false), got {raw!r}")
+    if want is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise OptionsError(f"--{key}: expected an int, got {raw!r}") from None
+    if want is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise OptionsError(f"--{key}: expected a float, got {raw!r}") from None
+    if want is str:
+        return raw
+    try:  # untyped (null default or mixed list): read it as a YAML scalar
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        return raw
+    return value if not isinstance(value, (dict, list)) else raw
+
+
+def _typed(key: str, values: list[str], default: Any) -> Any:
+    if isinstance(default, list):
+        elem = _list_elem_type(default)
+        return [_parse_scalar(key, v, default, elem) for v in values]
+    want = type(default) if default is not None else None
+    if not values:
+        if want is bool:
+            return True
+        return None
+    if len(values) > 1:
+        raise OptionsError(f"--{key}: expected one value, got {len(values)} ({' '.join(values)})")
+    return _parse_scalar(key, values[0], default, want)
+
+
+def split_overrides(argv: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``['--a.b', '1', '--c=x']`` → ``[('a.b', ['1']), ('c', ['x'])]``."""
+    pairs: list[tuple[str, list[str]]] = []
+    for tok in argv:
+        if tok.startswith("--") and len(tok) > 2 and not _is_number(tok):
+            key, eq, val = tok[2:].partition("=")
+            pairs.append((key, [val] if eq else []))
+        elif pairs:
+            pairs[-1][1].append(tok)
+        else:
+            raise OptionsError(f"unexpected argument {tok!r}; options are given as --key.path VALUE")
+    return pairs
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- Options
+class Options(Activatable):
+    """The option tree of one experiment.
+
+    ``Options()`` (no arguments) returns the current experiment's options.
+    ``opt['engine']`` returns a ``dict`` subtree, ``opt['exp.dir']`` a dotted leaf.
+    """
+
+    def __init__(self, tree: Mapping[str, Any], source: str | None = None) -> None:
+        self._tree: OptionsDict = _wrap(tree)
+        self.source = source
+
+    # ---- construction
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        overrides: Sequence[str] = (),
+        *,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> Options:
+        """Load ``path`` over :data:`DEFAULTS` and apply ``--key value`` overrides."""
+        tree = merge(DEFAULTS if defaults is None else defaults, load_yaml(path))
+        opt = cls(tree, source=str(path))
+        opt.apply_overrides(overrides)
+        return opt
+
+    def apply_overrides(self, argv: Sequence[str]) -> dict[str, Any]:
+        """Apply ``--a.b VALUE`` flags; returns the changed ``{key: value}``."""
+        leaves = flatten(self._tree)
+        changed: dict[str, Any] = {}
+        for key, values in split_overrides(argv):
+            if key not in leaves:
+                if any(k.startswith(key + ".") for k in leaves):
+                    raise OptionsError(f"--{key}: is a section, not a value; set one of its keys, e.g. --{next(k for k in leaves if k.startswith(key + '.'))}")
+                raise OptionsError(f"--{key}: unknown option{did_you_mean(key, leaves, '--')} (`-h` lists them all)")
+            value = _typed(key, values, leaves[key])
+            self[key] = value
+            changed[key] = value
+        return changed
+
+    # ---- access
+    def _node(self, key: str) -> tuple[Any, str]:
+        parts = key.split(".")
+        node: Any = self._tree
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node, Mapping) or part not in node:
+                raise KeyError(key)
+            node = node[part]
+        if not isinstance(node, Mapping):
+            raise KeyError(key)
+        return node, parts[-1]
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._tree:
+            return self._tree[key]
+        node, last = self._node(key)
+        if last not in node:
+            raise KeyError(key)
+        return node[last]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        parts = key.split(".")
+        node = self._tree
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], Mapping):
+                node[part] = OptionsDict()
+            node = node[part]
+        node[parts[-1]] = _wrap(value)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``opt.get('a.b', default)``."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tree)
+
+    def keys(self) -> Any:
+        return self._tree.keys()
+
+    def items(self) -> Any:
+        return self._tree.items()
+
+    def __len__(self) -> int:
+        return len(self._tree)
+
+    def __repr__(self) -> str:
+        return f"Options({self.source or 'dict'}: {dict(self._tree)!r})"
+
+    # ---- lifecycle
+    def freeze(self) -> Options:
+        """Make the tree read-only (done when the run starts)."""
+        _freeze(self._tree)
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        return self._tree._frozen
+
+    def as_dict(self) -> dict[str, Any]:
+        """A deep, plain (mutable) copy of the tree."""
+        return _plain(self._tree)
+
+    def copy(self) -> Options:
+        """A mutable copy."""
+        return Options(self.as_dict(), source=self.source)
+
+    def to_yaml(self, *, drop_actions: bool = True) -> str:
+        """The tree as YAML; ``exp.resume`` is written as null (it is an action)."""
+        tree = self.as_dict()
+        if drop_actions:
+            for key in _ACTION_KEYS:
+                head, _, last = key.rpartition(".")
+                node = tree
+                for p in head.split("."):
+                    node = node.get(p, {}) if isinstance(node, dict) else {}
+                if isinstance(node, dict) and last in node:
+                    node[last] = None
+        return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the resolved options atomically."""
+        atomic_write_text(path, self.to_yaml())
+
+    def help_text(self) -> str:
+        """One line per option: flag, type and current value."""
+        leaves = flatten(self._tree)
+        width = max((len(k) for k in leaves), default=0) + 2
+        lines = [f"options (from {self.source or 'defaults'}); override any with --key VALUE:"]
+        for key, value in leaves.items():
+            shown = yaml.safe_dump(_plain(value), default_flow_style=True).strip()
+            if shown.endswith("\n...") or shown.endswith("..."):
+                shown = shown.replace("\n...", "").removesuffix("...").strip()
+            lines.append(f"  --{key:<{width}} {shown:<20} ({_type_name(value)})")
+        return "\n".join(lines)

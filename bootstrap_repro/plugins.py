@@ -1,0 +1,58 @@
+"""Resolution of names to components: built-in registries and ``import:`` modules.
+
+An options subtree either names a built-in (``name: mlp``) or imports a user
+module (``import: my.pkg.networks``) whose ``factory(...)`` builds the
+component.  Both paths fail with one clear line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+from bootstrap_repro.errors import OptionsError, PluginError, did_you_mean
+
+__all__ = ["import_module", "import_factory", "resolve"]
+
+
+def import_module(module_name: str, key: str) -> ModuleType:
+    """Import ``module_name`` named by option ``key`` (e.g. ``dataset.import``)."""
+    if not isinstance(module_name, str) or not module_name.strip():
+        raise PluginError(f"{key}: expected a module name like 'my.pkg.module', got {module_name!r}")
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise PluginError(
+                f"{key}: module '{module_name}' not found (sys.path starts with "
+                f"{sys.path[0]!r}); check the name or make it importable (pip install -e, PYTHONPATH)"
+            ) from None
+        raise PluginError(
+            f"{key}: importing '{module_name}' failed: {exc}; install the missing package"
+        ) from None
+
+def import_factory(module_name: str, key: str, attr: str = "factory") -> Callable[..., Any]:
+    """Return ``module_name.factory`` (or ``attr``), with clear errors."""
+    module = import_module(module_name, key)
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise PluginError(
+            f"{key}: module '{module_name}' has no callable '{attr}'; "
+            f"define `def {attr}(...)` in {getattr(module, '__file__', module_name)}"
+        )
+    return fn
+
+
+def resolve(registry: Mapping[str, Callable[..., Any]], name: Any, key: str) -> Callable[..., Any]:
+    """Look ``name`` up in a built-in ``registry``; unknown names list the valid ones."""
+    if name in registry:
+        return registry[name]
+    valid = ", ".join(sorted(registry))
+    hint = did_you_mean(str(name), registry) if isinstance(name, str) else ""
+    raise OptionsError(
+        f"{key}: unknown name {name!r}{hint} (valid: {valid}; or set {key.rsplit('.', 1)[0]}.import "
+        f"to a module with a factory)"
+    )

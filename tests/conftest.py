@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny experiments on the synthetic dataset (milliseconds on CPU)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bootstrap_repro.options import Options, merge
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+TINY: dict[str, Any] = {
+    "exp": {"dir": None},
+    "misc": {"seed": 7},
+    "dataset": {
+        "name": "synthetic", "train_split": "train", "eval_split": "val",
+        "nb_items": 48, "nb_classes": 4, "dim": 8, "batch_size": 16, "nb_threads": 0,
+    },
+    "model": {
+        "name": "simple",
+        "network": {"name": "mlp", "input_dim": 8, "hidden": 16, "nb_classes": 4},
+        "criterion": {"name": "nll"},
+        "metric": {"name": "accuracy", "topk": [1, 2]},
+    },
+    "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+    "engine": {"nb_epochs": 2, "print_freq": 0, "saving_criteria": ["loss:min", "acctop1:max"],
+               "progress_bar": False},
+    "view": [],
+}
+
+
+def write_options(path: Path, tree: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_file(tmp_path: Path):
+    """``tiny_file(**changes)`` writes a tiny options file (exp.dir under tmp_path) and returns its path."""
+
+    def make(changes: dict[str, Any] | None = None, name: str = "options.yaml") -> Path:
+        tree = merge(TINY, {"exp": {"dir": str(tmp_path / "exp")}})
+        if changes:
+            tree = merge(tree, changes)
+        return write_options(tmp_path / name, tree)
+
+    return make
+
+
+@pytest.fixture
+def tiny_options(tiny_file):
+    """``tiny_options(changes, argv)`` → a loaded :class:`Options`."""
+
+    def make(changes: dict[str, Any] | None = None, argv: list[str] | None = None) -> Options:
+        return Options.load(tiny_file(changes), argv or [])
+
+    return make
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m bootstrap_repro ARGS`` in a subprocess."""
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "bootstrap_repro", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
