@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +35,15 @@ JOURNAL_SUFFIX = ".commit.json"
 _STAGED_SUFFIX = ".staged"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -51,6 +61,7 @@ def _write_temp(path: Path, writer: Callable[[IO[bytes]], None], fsync: bool) ->
     """Write through ``writer`` into a fresh temporary sibling of ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
         with os.fdopen(fd, "wb") as f:
             writer(f)
             f.flush()
@@ -62,8 +73,15 @@ def _write_temp(path: Path, writer: Callable[[IO[bytes]], None], fsync: bool) ->
     return Path(tmp)
 
 
-def atomic_write(path: PathLike, writer: Callable[[IO[bytes]], None], *, fsync: bool = True) -> None:
-    """Write ``path`` atomically: ``writer`` receives a binary file object."""
+def atomic_write(
+    path: PathLike, writer: Callable[[IO[bytes]], None], *, fsync: bool = True, fsync_dir: bool | None = None
+) -> None:
+    """Write ``path`` atomically: ``writer`` receives a binary file object.
+
+    ``fsync`` makes the data durable before the rename; ``fsync_dir`` (default:
+    ``fsync``) also makes the rename itself durable, which a later fsync of the
+    same directory does as well.
+    """
     path = Path(path)
     tmp = _write_temp(path, writer, fsync)
     try:
@@ -71,18 +89,18 @@ def atomic_write(path: PathLike, writer: Callable[[IO[bytes]], None], *, fsync: 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if fsync:
+    if fsync if fsync_dir is None else fsync_dir:
         _fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = True) -> None:
+def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = True, fsync_dir: bool | None = None) -> None:
     """Write ``data`` to ``path`` atomically."""
-    atomic_write(path, lambda f: f.write(data), fsync=fsync)
+    atomic_write(path, lambda f: f.write(data), fsync=fsync, fsync_dir=fsync_dir)
 
 
-def atomic_write_text(path: PathLike, text: str, *, fsync: bool = True) -> None:
+def atomic_write_text(path: PathLike, text: str, *, fsync: bool = True, fsync_dir: bool | None = None) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync, fsync_dir=fsync_dir)
 
 
 def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = None, fsync: bool = True) -> None:
@@ -90,7 +108,12 @@ def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = None, fs
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n", fsync=fsync)
 
 
-def commit_group(directory: PathLike, name: str, writers: Mapping[str, Callable[[IO[bytes]], None]]) -> None:
+def commit_group(
+    directory: PathLike,
+    name: str,
+    writers: Mapping[str, Callable[[IO[bytes]], None]],
+    links: Mapping[str, str] | None = None,
+) -> None:
     """Replace several files of ``directory`` as one unit.
 
     ``writers`` maps file names to writer callbacks.  All files are first
@@ -99,6 +122,10 @@ def commit_group(directory: PathLike, name: str, writers: Mapping[str, Callable[
     file is renamed over its target and the journal is removed.  A crash
     before the journal exists leaves the old files; a crash after it is rolled
     forward by :func:`recover_groups`.
+
+    ``links`` maps extra file names to a name of ``writers``: they get the
+    same content as a hard link (a copy where links are not supported), so
+    ``ckpt_best_*`` costs no second serialisation.
     """
     directory = Path(directory)
     staged: dict[str, str] = {}
@@ -109,6 +136,14 @@ def commit_group(directory: PathLike, name: str, writers: Mapping[str, Callable[
             final_tmp = target.with_name(target.name + _STAGED_SUFFIX)
             os.replace(tmp, final_tmp)
             staged[fname] = final_tmp.name
+        for fname, source in (links or {}).items():
+            link_tmp = directory / (fname + _STAGED_SUFFIX)
+            link_tmp.unlink(missing_ok=True)
+            try:
+                os.link(directory / staged[source], link_tmp)
+            except OSError:
+                shutil.copyfile(directory / staged[source], link_tmp)
+            staged[fname] = link_tmp.name
     except BaseException:
         for tmp_name in staged.values():
             (directory / tmp_name).unlink(missing_ok=True)

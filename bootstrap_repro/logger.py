@@ -172,7 +172,8 @@ class Logger(Activatable):
         if self.json_path is None:
             return
         safe = {k: [_json_safe(v) for v in vs] if isinstance(vs, list) else _json_safe(vs) for k, vs in self.values.items()}
-        atomic_write_text(self.json_path, json.dumps(safe, allow_nan=False) + "\n")
+        # The directory is fsynced by the checkpoint commit that follows each epoch.
+        atomic_write_text(self.json_path, json.dumps(safe, allow_nan=False) + "\n", fsync_dir=False)
 
     def lengths(self) -> dict[str, int]:
         """How many values each key holds (saved in checkpoints)."""

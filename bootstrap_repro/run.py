@@ -283,5 +283,10 @@ def _run_locked(
         except Exception as hook_exc:  # noqa: BLE001 - keep the original error
             logger.error(f"engine_on_exception hook failed: {hook_exc!r}")
     finally:
+        try:
+            checkpointer.wait()  # an interrupted run still commits the checkpoint in flight
+        except Exception as exc:  # noqa: BLE001 - a failed write fails the run
+            status, error = "FAILED", exc
+            logger.error(f"Writing the last checkpoint failed: {exc!r}")
         logger.close()
     return RunResult(status, exp_dir, engine, error)

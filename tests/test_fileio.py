@@ -81,3 +81,11 @@ def test_crash_before_journal_rolls_back(tmp_path, monkeypatch):
     assert fileio.recover_groups(tmp_path) == []
     assert sorted(os.listdir(tmp_path)) == ["a.bin", "b.bin", "c.bin"]
     assert {p.read_text() for p in tmp_path.iterdir()} == {"v1-a.bin", "v1-b.bin", "v1-c.bin"}
+
+
+def test_written_files_get_the_umask_mode_not_0600(tmp_path):
+    p = tmp_path / "f.txt"
+    fileio.atomic_write_text(p, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -9,7 +9,10 @@ how many values the logger held, so that a resumed run continues bit-exactly
 
 from __future__ import annotations
 
+import copy
 import random
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +63,48 @@ def checkpoint_names(exp_dir: str | Path) -> list[str]:
     return sorted(n for n in names if all((exp_dir / f"ckpt_{n}_{part}.pth.tar").exists() for part in PARTS))
 
 
-class Checkpointer:
-    """Saves and loads the engine, model and optimizer of one experiment dir."""
+def snapshot(obj: Any) -> Any:
+    """A copy of a (nested) state dict whose tensors are detached CPU copies."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        out = OrderedDict((k, snapshot(v)) for k, v in obj.items()) if isinstance(obj, OrderedDict) else {
+            k: snapshot(v) for k, v in obj.items()}
+        if hasattr(obj, "_metadata"):  # module versions, read by load_state_dict
+            out._metadata = copy.deepcopy(obj._metadata)  # type: ignore[union-attr]
+        return out
+    if isinstance(obj, list):
+        return [snapshot(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(snapshot(v) for v in obj)
+    return copy.deepcopy(obj)
 
-    def __init__(self, exp_dir: str | Path) -> None:
+
+class Checkpointer:
+    """Saves and loads the engine, model and optimizer of one experiment dir.
+
+    :meth:`save` copies the states on the calling thread, then serialises and
+    commits them on a background thread, so training goes on while the files
+    are written and fsynced.  At most one save is in flight; :meth:`wait`
+    blocks until it is on disk (and re-raises its error, if any).
+    """
+
+    def __init__(self, exp_dir: str | Path, *, background: bool = True) -> None:
         self.dir = Path(exp_dir)
+        self.background = background
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def path(self, name: str, part: str) -> Path:
         return self.dir / f"ckpt_{name}_{part}.pth.tar"
 
-    def save(self, engine: Any, name: str) -> None:
-        """Write ``ckpt_<name>_*`` atomically as one unit."""
+    def save(self, engine: Any, names: list[str]) -> None:
+        """Write ``ckpt_<name>_*`` for every name, atomically as one unit.
+
+        The first name's files are serialised; the others (``best_*`` saved at
+        the same epoch as ``last``) are hard links to them.
+        """
+        self.wait()
         engine_state = {
             "format": FORMAT,
             "epoch": engine.state.epoch,
@@ -78,16 +112,38 @@ class Checkpointer:
             "nb_nan_skipped": engine.state.nb_nan_skipped,
             "rng": rng_state(),
             "logs_lengths": engine.logger.lengths(),
-            "saved_as": name,
         }
-        objs = {"engine": engine_state, "model": engine.model.state_dict()}
+        objs = {"engine": engine_state, "model": snapshot(engine.model.state_dict())}
         if engine.optimizer is not None:
-            objs["optimizer"] = engine.optimizer.state_dict()
+            objs["optimizer"] = snapshot(engine.optimizer.state_dict())
 
         def writer(obj: Any) -> Any:
             return lambda f: torch.save(obj, f)
 
-        commit_group(self.dir, f"ckpt_{name}", {self.path(name, part).name: writer(obj) for part, obj in objs.items()})
+        first, *others = names
+        writers = {self.path(first, part).name: writer(obj) for part, obj in objs.items()}
+        links = {self.path(n, part).name: self.path(first, part).name for n in others for part in objs}
+        if not self.background:
+            commit_group(self.dir, "ckpt", writers, links)
+            return
+
+        def job() -> None:
+            try:
+                commit_group(self.dir, "ckpt", writers, links)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the training thread by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=job, name="bootstrap-repro-checkpoint", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the last save is committed; re-raise its error."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def exists(self, name: str) -> bool:
         return self.path(name, "engine").exists() and self.path(name, "model").exists()

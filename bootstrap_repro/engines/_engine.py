@@ -187,6 +187,8 @@ class Engine:
             if "eval" in self.dataset:
                 self.eval_epoch(self.model, self.dataset["eval"], self.state.epoch)
             self.end_epoch()
+        if self.checkpointer is not None:
+            self.checkpointer.wait()  # the last checkpoint is on disk before train_on_end
         self.hook("train_on_end")
         self.logger("Ending training procedures")
 
@@ -213,9 +215,10 @@ class Engine:
                 self.state.best[crit.name] = metrics[crit.name]
                 to_save.append(f"best_{crit.name}")
         self.state.epoch += 1  # a checkpoint holds the epoch to start from
-        for name in [*to_save, "last"]:
-            if self.checkpointer is not None:
-                self.checkpointer.save(self, name)
+        if self.checkpointer is not None:
+            names = ["last", *to_save]
+            self.checkpointer.save(self, names)
+            for name in names:
                 self.state.checkpoint = name
                 self.hook("engine_on_checkpoint")
         self.hook("engine_on_end_epoch")

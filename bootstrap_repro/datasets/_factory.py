@@ -1,0 +1,97 @@
+"""``datasets.factory(engine)``: the train and eval datasets from ``dataset.*`` options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bootstrap_repro import plugins
+from bootstrap_repro.datasets._dataset import Dataset, check_split
+from bootstrap_repro.datasets._digits import Digits
+from bootstrap_repro.datasets._synthetic import Synthetic
+from bootstrap_repro.errors import OptionsError, PluginError, did_you_mean
+from bootstrap_repro.options import Options
+
+__all__ = ["factory", "DATASETS"]
+
+#: Keys of ``dataset`` read by the factory itself (not passed to a built-in).
+COMMON_KEYS = ("name", "import", "dir", "train_split", "eval_split", "nb_threads", "batch_size")
+
+#: Built-in datasets by ``dataset.name``.
+DATASETS: dict[str, type[Dataset]] = {"digits": Digits, "synthetic": Synthetic}
+
+#: Engine key -> the option naming its split.
+SPLIT_KEYS = {"train": "train_split", "eval": "eval_split"}
+
+
+def _options(engine: Any) -> Options:
+    return engine.options if engine is not None else Options.current()
+
+
+def _specific_kwargs(name: str, dopt: Mapping[str, Any], arg_names: Mapping[str, str]) -> dict[str, Any]:
+    kwargs = {}
+    for key, value in dopt.items():
+        if key in COMMON_KEYS:
+            continue
+        if key not in arg_names:
+            valid = [*COMMON_KEYS, *arg_names]
+            raise OptionsError(
+                f"dataset.{key}: unknown option for dataset '{name}'{did_you_mean(key, valid, 'dataset.')} "
+                f"(valid: {', '.join(valid)})"
+            )
+        kwargs[arg_names[key]] = value
+    return kwargs
+
+
+def _builtin(name: Any, dopt: Mapping[str, Any], engine: Any, seed: int) -> dict[str, Dataset]:
+    plugins.resolve(DATASETS, name, "dataset.name")  # raises, listing the valid names
+    cls = DATASETS[name]
+    kwargs = _specific_kwargs(name, dopt, cls.option_args)
+    device = getattr(engine, "device", None)
+    common = dict(
+        batch_size=dopt.get("batch_size", 64),
+        nb_threads=dopt.get("nb_threads", 0),
+        pin_memory=getattr(device, "type", None) == "cuda",
+        seed=seed,
+        dir_data=dopt.get("dir"),
+    )
+    out: dict[str, Dataset] = {}
+    for mode, split_key in SPLIT_KEYS.items():
+        split = dopt.get(split_key)
+        if not split:
+            continue
+        check_split(split, cls.splits, f"dataset.{split_key}", name)
+        out[mode] = cls(split, shuffle=(mode == "train"), **common, **kwargs)
+    return out
+
+
+def factory(engine: Any = None) -> dict[str, Any]:
+    """Build ``{'train': ds, 'eval': ds}`` from ``dataset.import`` or built-in ``dataset.name``.
+
+    A split option that is empty (``dataset.eval_split: null``) leaves its key out.
+    ``engine`` gives the options, ``seed`` (shuffling) and ``device`` (pin memory);
+    ``None`` uses the current :class:`Options`.
+    """
+    options = _options(engine)
+    dopt = options.get("dataset") or {}
+    if not isinstance(dopt, Mapping):
+        raise OptionsError(f"dataset: expected a mapping of options, got {dopt!r}")
+    if dopt.get("import"):
+        module = dopt["import"]
+        result = plugins.import_factory(module, "dataset.import")(engine)
+        if not isinstance(result, Mapping):
+            raise PluginError(
+                f"dataset.import: {module}.factory(engine) returned {type(result).__name__}; "
+                f"expected a dict like {{'train': dataset, 'eval': dataset}}"
+            )
+        return dict(result)
+    name = dopt.get("name")
+    if name is None:
+        raise OptionsError(
+            f"dataset.name: missing; set it to one of {', '.join(sorted(DATASETS))} "
+            f"or set dataset.import to a module with a factory"
+        )
+    seed = getattr(engine, "seed", None)
+    if seed is None:
+        seed = options.get("misc.seed", 0) or 0
+    return _builtin(name, dopt, engine, int(seed))

@@ -1,0 +1,40 @@
+"""Models: a :class:`Model` (network + criterion + metric), built-ins and :func:`factory`.
+
+>>> engine.model = models.factory(engine)
+>>> out = engine.model(batch); out['loss'].backward()   # out also has 'acctop1', 'net_out'...
+"""
+
+from bootstrap_repro.models._criterions import BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss
+from bootstrap_repro.models._factory import (
+    CRITERIONS,
+    METRICS,
+    MODELS,
+    NETWORKS,
+    criterion_factory,
+    factory,
+    metric_factory,
+    network_factory,
+)
+from bootstrap_repro.models._metrics import Accuracy, accuracy
+from bootstrap_repro.models._model import Model, SimpleModel
+from bootstrap_repro.models._networks import MLP, LeNet
+
+__all__ = [
+    "Model",
+    "SimpleModel",
+    "MLP",
+    "LeNet",
+    "NLLLoss",
+    "CrossEntropyLoss",
+    "BCEWithLogitsLoss",
+    "Accuracy",
+    "accuracy",
+    "factory",
+    "network_factory",
+    "criterion_factory",
+    "metric_factory",
+    "MODELS",
+    "NETWORKS",
+    "CRITERIONS",
+    "METRICS",
+]

@@ -1,0 +1,117 @@
+"""``optimizers.factory(model, engine)``: the optimizer from ``optimizer.*`` options.
+
+``optimizer.name`` (sgd, adam, adamw) takes the torch optimizer's arguments
+(``lr``, ``momentum``, ``weight_decay``, ``betas``...) plus ``grad_clip``
+(max gradient norm; null or 0: off) and ``lr_scheduler: {name: step|cosine, ...}``.
+``optimizer.import`` names a module whose ``factory(model, engine)`` builds it.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from bootstrap_repro import plugins
+from bootstrap_repro.errors import OptionsError, did_you_mean
+from bootstrap_repro.optimizers._optimizer import Optimizer
+from bootstrap_repro.options import Options
+
+__all__ = ["factory", "OPTIMIZERS", "LR_SCHEDULERS"]
+
+#: ``optimizer.name`` -> torch optimizer class.
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
+#: ``optimizer.lr_scheduler.name`` -> torch scheduler class.
+LR_SCHEDULERS: dict[str, Callable[..., Any]] = {
+    "step": torch.optim.lr_scheduler.StepLR,
+    "cosine": torch.optim.lr_scheduler.CosineAnnealingLR,
+}
+_OWN_KEYS = ("name", "import", "grad_clip", "lr_scheduler")
+_TUPLES = ("betas",)
+
+
+def _kwargs(fn: Callable[..., Any], opts: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
+    signature = {
+        p.name: p for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in ("params", "optimizer", "last_epoch", "verbose")
+    }
+    params = list(signature)
+    kwargs: dict[str, Any] = {}
+    for name, value in opts.items():
+        if name in _OWN_KEYS:
+            continue
+        if name not in params:
+            raise OptionsError(
+                f"{key}.{name}: not an option of {what}{did_you_mean(name, params, key + '.')} "
+                f"(valid: {', '.join(params)})"
+            )
+        value = copy.deepcopy(value)
+        default = signature[name].default
+        if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+            try:  # YAML reads `1e-3` (no dot) as a string
+                value = float(value)
+            except ValueError:
+                raise OptionsError(f"{key}.{name}: expected a number, got {value!r}") from None
+        kwargs[name] = tuple(value) if name in _TUPLES and isinstance(value, list) else value
+    return kwargs
+
+
+def _scheduler(sopt: Any, optimizer: torch.optim.Optimizer, options: Options) -> Any:
+    key = "optimizer.lr_scheduler"
+    if not sopt:
+        return None
+    if not isinstance(sopt, Mapping):
+        raise OptionsError(f"{key}: expected a mapping like {{name: step, step_size: 10}}, got {sopt!r}")
+    name = sopt.get("name")
+    cls = plugins.resolve(LR_SCHEDULERS, name, f"{key}.name")
+    kwargs = _kwargs(cls, sopt, key, f"lr_scheduler '{name}'")
+    if name == "step" and "step_size" not in kwargs:
+        raise OptionsError(
+            f"{key}.step_size: missing; the step scheduler needs it (epochs between decays), e.g. step_size: 10"
+        )
+    if name == "cosine" and kwargs.get("T_max") is None:
+        kwargs["T_max"] = options.get("engine.nb_epochs", 1)
+    return cls(optimizer, **kwargs)
+
+
+def factory(model: nn.Module, engine: Any = None) -> Any:
+    """Build the optimizer of ``model``'s trainable parameters; ``None`` without an ``optimizer`` section.
+
+    With ``engine``, the scheduler steps (and ``train_epoch.lr`` is logged) on ``train_on_end_epoch``.
+    """
+    options = engine.options if engine is not None else Options.current()
+    oopt = options.get("optimizer")
+    if oopt is None:
+        return None
+    if not isinstance(oopt, Mapping):
+        raise OptionsError(f"optimizer: expected a mapping with name and lr (or import), got {oopt!r}")
+    if oopt.get("import"):
+        return plugins.import_factory(oopt["import"], "optimizer.import")(model, engine)
+    name = oopt.get("name")
+    if name is None:
+        raise OptionsError(
+            f"optimizer.name: missing; set it to one of {', '.join(sorted(OPTIMIZERS))} or set optimizer.import"
+        )
+    cls = plugins.resolve(OPTIMIZERS, name, "optimizer.name")
+    kwargs = _kwargs(cls, oopt, "optimizer", f"optimizer '{name}'")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise OptionsError(
+            "optimizer: the model has no trainable parameters; remove the optimizer section for an eval-only run"
+        )
+    optimizer = cls(params, **kwargs)
+    grad_clip = oopt.get("grad_clip")
+    bad_number = not isinstance(grad_clip, (int, float)) or isinstance(grad_clip, bool) or grad_clip < 0
+    if grad_clip is not None and bad_number:
+        raise OptionsError(f"optimizer.grad_clip: expected a max gradient norm >= 0 or null (off), got {grad_clip!r}")
+    scheduler = _scheduler(oopt.get("lr_scheduler"), optimizer, options)
+    return Optimizer(optimizer, scheduler=scheduler, grad_clip=grad_clip, engine=engine)

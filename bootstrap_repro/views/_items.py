@@ -1,0 +1,267 @@
+"""The ``view`` option's language: items, subplots, view specs and the series they draw.
+
+An *item* is ``<logname>:<key>``: ``logname`` is a JSON file stem in the
+experiment dir (``logs`` → ``logs.json``) and ``key`` a logged key
+(``train_epoch.loss``).  Items joined with ``+`` overlay their curves in one
+subplot.  The ``view`` option is a list of items, a dict ``{name, items,
+file_name}`` (or the seed's ``{names, items_plotly, items_tensorboard}``), or a
+list of such dicts.
+
+Nothing here imports torch or plotly: it is plain data handling.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bootstrap_repro.errors import OptionsError, did_you_mean
+
+__all__ = [
+    "Item",
+    "Panel",
+    "ViewSpec",
+    "VIEW_NAMES",
+    "DEFAULT_LOG",
+    "parse_item",
+    "parse_items",
+    "parse_view_option",
+    "default_items",
+    "read_log",
+    "load_logs",
+    "series",
+]
+
+#: Built-in view names.
+VIEW_NAMES = ("plotly", "tensorboard")
+#: The log every experiment has (``logs.json``).
+DEFAULT_LOG = "logs"
+
+_EXPECTED = (
+    "expected '<logname>:<key>' such as 'logs:train_epoch.loss' "
+    "(join several with '+' to overlay them in one subplot)"
+)
+_LOGNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_SPEC_KEYS = ("name", "items", "file_name", "import")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One curve: key ``key`` of log ``log`` (``<exp.dir>/<log>.json``)."""
+
+    log: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.log}:{self.key}"
+
+    @property
+    def label(self) -> str:
+        """The legend name: the key alone for the default log."""
+        return self.key if self.log == DEFAULT_LOG else str(self)
+
+    @property
+    def split(self) -> str:
+        """``train_epoch`` for ``train_epoch.loss`` ('' when the key has no dot)."""
+        head, dot, _ = self.key.partition(".")
+        return head if dot else ""
+
+    @property
+    def is_epoch(self) -> bool:
+        return self.split.endswith("_epoch")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One subplot: the items overlaid in it and its title."""
+
+    items: tuple[Item, ...]
+    title: str
+
+
+@dataclass
+class ViewSpec:
+    """One view of the ``view`` option; ``panels is None`` means "every epoch metric"."""
+
+    name: str = "plotly"
+    panels: list[Panel] | None = None
+    file_name: str = "view.html"
+    module: str | None = None  # ``import:`` a module whose factory builds the view
+    where: str = "view"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- parsing
+def _bad_item(where: str, raw: Any, part: str | None = None) -> OptionsError:
+    shown = repr(raw) if isinstance(raw, str) else f"{raw!r} ({type(raw).__name__})"
+    which = f" (part {part!r})" if part is not None and part != raw else ""
+    return OptionsError(f"{where}: bad item {shown}{which}; {_EXPECTED}")
+
+
+def parse_item(raw: Any, where: str = "view") -> Panel:
+    """Parse ``'logs:a+logs:b'`` into a :class:`Panel`; bad text raises :class:`OptionsError`."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise _bad_item(where, raw)
+    items = []
+    for part in raw.split("+"):
+        part = part.strip()
+        log, colon, key = part.partition(":")
+        log, key = log.strip(), key.strip()
+        if (not colon or not _LOGNAME.match(log) or not key or ":" in key
+                or any(c.isspace() for c in key)):
+            raise _bad_item(where, raw, part)
+        items.append(Item(log, key))
+    return Panel(tuple(items), " + ".join(i.label for i in items))
+
+
+def parse_items(raw: Any, where: str = "view") -> list[Panel]:
+    """Parse a list of items (a single string counts as one item)."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, Sequence):
+        raise OptionsError(
+            f"{where}: expected a list of items like [logs:train_epoch.loss], got {type(raw).__name__} {raw!r}"
+        )
+    return [parse_item(r, where) for r in raw]
+
+
+def _file_name(value: Any, where: str) -> str:
+    if (not isinstance(value, str) or not value.endswith(".html") or "/" in value
+            or "\\" in value or value.startswith(".")):
+        raise OptionsError(
+            f"{where}.file_name: expected a file name ending in .html such as 'view.html', got {value!r}"
+        )
+    return value
+
+
+def _parse_spec(raw: Mapping[str, Any], where: str) -> list[ViewSpec]:
+    if "names" in raw:  # the seed's multi-view form
+        names = raw["names"]
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, Sequence) or not names:
+            raise OptionsError(f"{where}.names: expected a list of view names ({', '.join(VIEW_NAMES)}), got {names!r}")
+        specs = []
+        for name in names:
+            sub: dict[str, Any] = {"name": name, "items": raw.get(f"items_{name}", raw.get("items"))}
+            if "file_name" in raw and name == "plotly":
+                sub["file_name"] = raw["file_name"]
+            specs.extend(_parse_spec(sub, where))
+        return specs
+    for key in raw:
+        if key not in _SPEC_KEYS:
+            raise OptionsError(
+                f"{where}.{key}: unknown view key{did_you_mean(str(key), _SPEC_KEYS)} "
+                f"(valid: {', '.join(_SPEC_KEYS)})"
+            )
+    if raw.get("import") is not None:
+        module = raw["import"]
+        if not isinstance(module, str) or not module.strip():
+            raise OptionsError(f"{where}.import: expected a module name like 'my.pkg.views', got {module!r}")
+        return [ViewSpec(name=str(raw.get("name") or module), module=module, where=where, extra=dict(raw))]
+    name = raw.get("name") or "plotly"
+    if name not in VIEW_NAMES:
+        raise OptionsError(
+            f"{where}.name: unknown view {name!r}{did_you_mean(str(name), VIEW_NAMES)} "
+            f"(valid: {', '.join(VIEW_NAMES)}; or set {where}.import to a module with a factory)"
+        )
+    panels = parse_items(raw.get("items"), f"{where}.items") or None
+    file_name = _file_name(raw.get("file_name") or "view.html", where)
+    return [ViewSpec(name=name, panels=panels, file_name=file_name, where=where)]
+
+
+def parse_view_option(value: Any, where: str = "view") -> list[ViewSpec]:
+    """Parse the whole ``view`` option into view specs (``[]`` when it is empty).
+
+    A dict whose ``items`` are empty means "one subplot per epoch metric".
+    """
+    if value is None or (isinstance(value, (list, tuple, str)) and not value):
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, Mapping):
+        specs = _parse_spec(value, where)
+    elif isinstance(value, Sequence):
+        if all(isinstance(v, Mapping) for v in value):
+            specs = [s for i, v in enumerate(value) for s in _parse_spec(v, f"{where}[{i}]")]
+        elif any(isinstance(v, Mapping) for v in value):
+            raise OptionsError(
+                f"{where}: expected either a list of items or a list of view dicts, not a mix of both; got {value!r}"
+            )
+        else:
+            specs = [ViewSpec(panels=parse_items(value, where), where=where)]
+    else:
+        raise OptionsError(
+            f"{where}: expected a list of items like [logs:train_epoch.loss], a dict "
+            f"{{name, items, file_name}} or a list of such dicts, got {type(value).__name__} {value!r}"
+        )
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.name == "plotly":
+            if spec.file_name in seen:
+                raise OptionsError(
+                    f"{spec.where}.file_name: {spec.file_name!r} is already written by {seen[spec.file_name]}; "
+                    f"give each plotly view its own file_name"
+                )
+            seen[spec.file_name] = spec.where
+    return specs
+
+
+# --------------------------------------------------------------------------- data
+def default_items(logs: Mapping[str, Mapping[str, Any]], log_names: Sequence[str] | None = None) -> list[Panel]:
+    """One subplot per epoch metric: ``train_epoch.loss`` and ``eval_epoch.loss`` overlaid."""
+    groups: dict[str, list[Item]] = {}
+    for log in log_names if log_names is not None else list(logs):
+        for key, values in logs.get(log, {}).items():
+            split, dot, metric = key.partition(".")
+            if (not dot or not split.endswith("_epoch") or not metric or metric == "epoch"
+                    or not isinstance(values, list)):
+                continue
+            title = metric if log == DEFAULT_LOG else f"{log}:{metric}"
+            groups.setdefault(title, []).append(Item(log, key))
+    return [Panel(tuple(items), title) for title, items in groups.items()]
+
+
+def read_log(path: str | Path) -> dict[str, list[Any]]:
+    """Read one ``<log>.json``; a missing, partial or corrupt file reads as ``{}``."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, list)}
+
+
+def load_logs(exp_dir: Path, names: Sequence[str],
+              given: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Mapping[str, Any]]:
+    """The values of each log in ``names``: from ``given`` when there, else from disk."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for name in names:
+        if given is not None and name in given:
+            out[name] = given[name]
+        else:
+            out[name] = read_log(exp_dir / f"{name}.json")
+    return out
+
+
+def series(logs: Mapping[str, Mapping[str, Any]], item: Item) -> tuple[Sequence[Any] | None, Sequence[Any]]:
+    """``(x, y)`` of one item; ``x is None`` means the index ``0..n-1``.
+
+    For ``<split>_epoch.<name>`` the x values are ``<split>_epoch.epoch`` of the
+    same log when it has the same length; otherwise (and for batch keys) the index.
+    """
+    values = logs.get(item.log, {})
+    y = values.get(item.key)
+    if not isinstance(y, list):
+        return None, []
+    if item.is_epoch and not item.key.endswith(".epoch"):
+        x = values.get(f"{item.split}.epoch")
+        if isinstance(x, list) and len(x) == len(y):
+            return x, y
+    return None, y
