@@ -235,7 +235,8 @@ class Engine:
             st.nb_batches = 0
         train = mode == "train"
         model.train(train)
-        self.logger(f"{'Training' if train else 'Evaluating'} model on {getattr(dataset, 'split', mode)} set for epoch {epoch}")
+        self.logger(f"{'Training' if train else 'Evaluating'} model on {getattr(dataset, 'split', mode)} set for epoch {epoch}",
+                    level="DEBUG")
         self.hook(f"{mode}_on_start_epoch")
         values: dict[str, list[Any]] = defaultdict(list)
         sizes: list[int] = []
@@ -269,7 +270,7 @@ class Engine:
                 sizes.append(st.batch_size)
                 if self.print_freq and i % self.print_freq == 0:
                     if bar is not None and "loss" in out:
-                        bar.set_postfix(loss=f"{float(out['loss']):.4f}", refresh=False)
+                        bar.set_postfix(loss=f"{float(out['loss'].detach()):.4f}", refresh=False)
                     self.hook(f"{mode}_on_print")
                 self.hook(f"{mode}_on_end_batch")
         if bar is not None and hasattr(bar, "close"):
@@ -282,6 +283,8 @@ class Engine:
             st.nb_nan_skipped += nan_skipped
             if self.nan_check:
                 self.logger.log_value("train_epoch.nb_nan_skipped", nan_skipped)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in means.items())
+        self.logger(f"{mode} epoch {epoch} ({epoch + 1}/{self.nb_epochs}): {shown}")
         if train:
             st.train_metrics = means
         else:
