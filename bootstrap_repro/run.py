@@ -175,8 +175,8 @@ def _signals(engine: Any) -> Iterator[None]:
     previous = {}
 
     def handler(signum: int, frame: Any) -> None:
-        if engine._stop_now is not None:
-            raise KeyboardInterrupt
+        if engine._stop_now is not None or engine.dist.enabled:
+            raise KeyboardInterrupt  # DDP ranks cannot agree on a batch to stop at: stop now
         engine.interrupt(signal.Signals(signum).name)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -206,13 +206,18 @@ def run(
     ``setup(engine)`` is called once everything is built (register hooks there).
     """
     from bootstrap_repro import datasets, engines, models, optimizers, views
+    from bootstrap_repro.engines._distributed import dist_info
 
-    exp_dir, resume = _check_exp_dir(options)
+    writer = dist_info().is_rank0  # under torchrun, only rank 0 writes files
+    if writer:
+        exp_dir, resume = _check_exp_dir(options)
+    else:
+        exp_dir, resume = Path(str(options["exp.dir"])), (str(options["exp.resume"]) if options.get("exp.resume") else None)
     eval_only = not options.get("dataset.train_split")
     if eval_only and not options.get("dataset.eval_split"):
         raise OptionsError("dataset.train_split and dataset.eval_split are both empty; set at least one")
     options.freeze()
-    logger = Logger(name="logs_eval" if eval_only else "logs", activate=False)
+    logger = Logger(name="logs_eval" if eval_only else "logs", activate=False, echo=writer)
     if stream is not None:
         logger.print_fn = lambda line: print(line, file=stream, flush=True)
     with options.activate(), logger.activate():
@@ -224,32 +229,40 @@ def run(
             engine.optimizer = optimizers.factory(engine.model, engine)
         _check_saving_criteria(engine)
         views.parse_view_option(options.get("view"))
+        if not writer:
+            return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, False)
         exp_dir.mkdir(parents=True, exist_ok=True)
         with _lock(exp_dir):
-            return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals)
+            return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, True)
 
 
 def _run_locked(
     engine: Any, options: Options, logger: Logger, exp_dir: Path, resume: str | None,
-    eval_only: bool, setup: Callable[[Any], None] | None, handle_signals: bool,
+    eval_only: bool, setup: Callable[[Any], None] | None, handle_signals: bool, writer: bool,
 ) -> RunResult:
     from bootstrap_repro import views
     from bootstrap_repro.engines import Checkpointer, StopRun
 
-    recover_groups(exp_dir)
-    if not (eval_only and resume):
-        options.save(exp_dir / "options.yaml")
-    logger.attach(exp_dir, load=bool(resume) and not eval_only)
+    if writer:
+        recover_groups(exp_dir)
+        if not (eval_only and resume):
+            options.save(exp_dir / "options.yaml")
+        logger.attach(exp_dir, load=bool(resume) and not eval_only)
+    if engine.dist.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 has recovered the checkpoints before anyone reads them
     checkpointer = Checkpointer(exp_dir)
-    if not eval_only:
+    if not eval_only and writer:
         engine.checkpointer = checkpointer
     if resume:
         state = checkpointer.load(engine, resume)
         if not eval_only:
             logger.truncate(state.get("logs_lengths", {}))
-            logger.flush()
+            if writer:
+                logger.flush()
         logger(f"Resumed from checkpoint '{resume}' at epoch {engine.state.epoch}")
-    engine.view = views.factory(engine)
+    engine.view = views.factory(engine) if writer else None
     if resume and engine.view is not None and not eval_only:
         engine.view.build(None)
     engine.progress = _progress(engine, bool(options.get("engine.progress_bar", True)))
@@ -289,4 +302,9 @@ def _run_locked(
             status, error = "FAILED", exc
             logger.error(f"Writing the last checkpoint failed: {exc!r}")
         logger.close()
+        if engine.dist.enabled:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
     return RunResult(status, exp_dir, engine, error)

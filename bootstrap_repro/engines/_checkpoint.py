@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from bootstrap_repro.engines._distributed import unwrap
 from bootstrap_repro.errors import CheckpointError
 from bootstrap_repro.fileio import commit_group, recover_groups
 
@@ -112,8 +113,9 @@ class Checkpointer:
             "nb_nan_skipped": engine.state.nb_nan_skipped,
             "rng": rng_state(),
             "logs_lengths": engine.logger.lengths(),
+            "grad_scaler": snapshot(engine.precision.state_dict()),
         }
-        objs = {"engine": engine_state, "model": snapshot(engine.model.state_dict())}
+        objs = {"engine": engine_state, "model": snapshot(unwrap(engine.model).state_dict())}
         if engine.optimizer is not None:
             objs["optimizer"] = snapshot(engine.optimizer.state_dict())
 
@@ -160,7 +162,7 @@ class Checkpointer:
         device = engine.device
         try:
             state = _load(self.path(name, "engine"), "cpu")
-            engine.model.load_state_dict(_load(self.path(name, "model"), device))
+            unwrap(engine.model).load_state_dict(_load(self.path(name, "model"), device))
             if engine.optimizer is not None and self.path(name, "optimizer").exists():
                 engine.optimizer.load_state_dict(_load(self.path(name, "optimizer"), device))
         except (RuntimeError, KeyError, ValueError) as exc:
@@ -172,6 +174,7 @@ class Checkpointer:
         engine.state.best = dict(state.get("best", {}))
         engine.state.nb_nan_skipped = int(state.get("nb_nan_skipped", 0))
         engine.state.resumed_from = name
+        engine.precision.load_state_dict(state.get("grad_scaler"))
         if restore_rng and "rng" in state:
             set_rng_state(state["rng"])
         return state

@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
+from bootstrap_repro.engines._distributed import all_reduce_sum, dist_info, shard_dataset, unwrap
 from bootstrap_repro.engines._hooks import adapt_hook, check_hook_name
+from bootstrap_repro.engines._precision import Determinism, Precision, deterministic_error
 from bootstrap_repro.errors import OptionsError
 
 __all__ = ["Engine", "EngineState", "SavingCriterion", "parse_saving_criteria", "StopRun"]
@@ -137,13 +139,17 @@ class Engine:
         self.saving_criteria = parse_saving_criteria(eng.get("saving_criteria"))
         self.seed: int = int(options.get("misc.seed", 0) or 0)
         self.device = device if device is not None else torch.device("cpu")
+        self.precision = Precision(eng.get("amp", "none"), self.device)
+        self.determinism = Determinism(bool(options.get("misc.deterministic", False)), self.device)
+        self.compile: bool = bool(eng.get("compile", False))
+        self.channels_last: bool = bool(eng.get("channels_last", False))
+        self.dist = dist_info()
         self.dataset: dict[str, Any] = {}
         self.model: Any = None
         self.optimizer: Any = None
         self.view: Any = None
         self.checkpointer: Any = None
         self.progress: Callable[[Any, str, int], Any] | None = None
-        self.is_rank0 = True
         self.state = EngineState()
         self._hooks: dict[str, list[Callable[[Any], Any]]] = defaultdict(list)
         self._stop_now: str | None = None
@@ -164,6 +170,29 @@ class Engine:
         """The seed's ``engine.epoch``."""
         return self.state.epoch
 
+    @property
+    def is_rank0(self) -> bool:
+        """Whether this process writes logs, checkpoints and views (rank 0, or not distributed)."""
+        return self.dist.is_rank0
+
+    def prepare(self) -> None:
+        """Once before the first loop: memory format, ``torch.compile``, the DDP wrapper and samplers."""
+        if getattr(self, "_prepared", False):
+            return
+        self._prepared = True
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.compile:
+            self.model.compile()
+        if self.dist.enabled:
+            for mode, ds in self.dataset.items():
+                shard_dataset(ds, self.dist, train=(mode == "train"))
+            if self.optimizer is not None:
+                from torch.nn.parallel import DistributedDataParallel
+
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self.model = DistributedDataParallel(self.model, device_ids=ids)
+
     # ------------------------------------------------------------------ control
     def request_stop(self, reason: str) -> None:
         """Stop after the current epoch (its checkpoints are saved): pruning, early stop."""
@@ -181,11 +210,13 @@ class Engine:
     def train(self) -> None:
         """Train for ``engine.nb_epochs``, evaluating after each epoch when an eval split exists."""
         self.logger("Launching training procedures")
+        self.prepare()
         self.hook("train_on_start")
         while self.state.epoch < self.nb_epochs and self.state.stop_reason is None:
-            self.train_epoch(self.model, self.dataset["train"], self.optimizer, self.state.epoch)
-            if "eval" in self.dataset:
-                self.eval_epoch(self.model, self.dataset["eval"], self.state.epoch)
+            with self.determinism.applied():
+                self.train_epoch(self.model, self.dataset["train"], self.optimizer, self.state.epoch)
+                if "eval" in self.dataset:
+                    self.eval_epoch(self.model, self.dataset["eval"], self.state.epoch)
             self.end_epoch()
         if self.checkpointer is not None:
             self.checkpointer.wait()  # the last checkpoint is on disk before train_on_end
@@ -195,8 +226,10 @@ class Engine:
     def eval(self) -> None:
         """Evaluate once (eval-only run, e.g. a resumed checkpoint)."""
         self.logger("Launching evaluation procedures")
+        self.prepare()
         self.hook("eval_on_start")
-        self.eval_epoch(self.model, self.dataset["eval"], max(self.state.epoch - 1, 0))
+        with self.determinism.applied():
+            self.eval_epoch(self.model, self.dataset["eval"], max(self.state.epoch - 1, 0))
         self.hook("eval_on_end")
         self.logger("Ending evaluation procedures")
 
@@ -215,7 +248,13 @@ class Engine:
                 self.state.best[crit.name] = metrics[crit.name]
                 to_save.append(f"best_{crit.name}")
         self.state.epoch += 1  # a checkpoint holds the epoch to start from
-        if self.checkpointer is not None:
+        if self.dist.enabled:  # rank 0's decision (e.g. a sweep's pruning) holds for every rank
+            import torch.distributed as dist
+
+            box = [self.state.stop_reason]
+            dist.broadcast_object_list(box, src=0)
+            self.state.stop_reason = box[0]
+        if self.checkpointer is not None and self.is_rank0:
             names = ["last", *to_save]
             self.checkpointer.save(self, names)
             for name in names:
@@ -223,7 +262,23 @@ class Engine:
                 self.hook("engine_on_checkpoint")
         self.hook("engine_on_end_epoch")
 
+    def _finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (all ranks must skip a step together)."""
+        finite = torch.isfinite(loss.detach()).to(torch.float32)
+        if self.dist.enabled:
+            finite = all_reduce_sum(finite) == self.dist.world_size
+        return bool(finite)
+
     def _loop(self, mode: str, model: Any, dataset: Any, optimizer: Any, epoch: int) -> dict[str, float]:
+        try:
+            return self._run_loop(mode, model, dataset, optimizer, epoch)
+        except RuntimeError as exc:
+            error = deterministic_error(exc, self.device)
+            if error is None:
+                raise
+            raise error from None
+
+    def _run_loop(self, mode: str, model: Any, dataset: Any, optimizer: Any, epoch: int) -> dict[str, float]:
         st = self.state
         st.mode, st.batch = mode, -1
         if hasattr(dataset, "set_epoch"):
@@ -251,18 +306,19 @@ class Engine:
                 self.hook(f"{mode}_on_start_batch")
                 if train:
                     optimizer.zero_grad()
-                out = model(batch)
+                with self.precision.autocast():
+                    out = model(batch)
                 st.out, st.batch_size = out, _batch_size(batch)
                 self.hook(f"{mode}_on_forward")
                 if train:
                     loss = out["loss"]
-                    if self.nan_check and not bool(torch.isfinite(loss)):
+                    if self.nan_check and not self._finite(loss):
                         nan_skipped += 1
                         self.logger.warning(f"non-finite loss ({loss.item()}) at epoch {epoch} batch {i}: optimizer step skipped")
                     else:
-                        loss.backward()
+                        self.precision.backward(loss)
                         self.hook(f"{mode}_on_backward")
-                        optimizer.step()
+                        self.precision.step(optimizer)
                         self.hook(f"{mode}_on_update")
                 for k, v in loggable(out).items():
                     values[k].append(v)
@@ -302,20 +358,22 @@ class Engine:
         """One evaluation epoch (no gradients); returns the weighted means."""
         return self._loop(mode, model, dataset, None, epoch)
 
-    @staticmethod
-    def _epoch_means(values: Mapping[str, list[Any]], sizes: list[int]) -> dict[str, float]:
-        """Batch-size-weighted means, computed with one host transfer per key."""
-        means: dict[str, float] = {}
-        if not sizes:
-            return means
-        for k, vals in values.items():
-            if len(vals) != len(sizes):
-                continue  # a value not produced by every batch has no epoch mean
-            dev = next((x.device for x in vals if isinstance(x, torch.Tensor)), torch.device("cpu"))
-            v = torch.stack([torch.as_tensor(x, device=dev).detach().reshape(()).to(torch.float64) for x in vals])
-            w = torch.tensor(sizes, dtype=torch.float64, device=dev)
-            means[k] = float((v * w).sum() / w.sum())
-        return means
+    def _epoch_means(self, values: Mapping[str, list[Any]], sizes: list[int]) -> dict[str, float]:
+        """Batch-size-weighted means over all ranks, with one host transfer per key."""
+        keys = [k for k, vals in values.items() if len(vals) == len(sizes)]  # produced by every batch
+        if self.dist.enabled:  # every rank must reduce the same keys, in the same order
+            import torch.distributed as dist
+
+            gathered: list[Any] = [None] * self.dist.world_size
+            dist.all_gather_object(gathered, keys)
+            keys = [k for k in gathered[0] if all(k in g for g in gathered)]
+        w = torch.tensor(sizes, dtype=torch.float64, device=self.device)
+        sums = [torch.stack([torch.as_tensor(x, device=self.device).detach().reshape(()).to(torch.float64)
+                             for x in values[k]]).mul(w).sum() if sizes else w.new_zeros(()) for k in keys]
+        totals = all_reduce_sum(torch.stack([*sums, w.sum()]))
+        if float(totals[-1]) == 0:
+            return {}
+        return {k: float(v) for k, v in zip(keys, (totals[:-1] / totals[-1]).tolist())}
 
     def __repr__(self) -> str:
         return f"Engine(epoch={self.state.epoch}/{self.nb_epochs}, device={self.device}, hooks={sum(map(len, self._hooks.values()))})"

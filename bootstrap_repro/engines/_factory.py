@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from bootstrap_repro.engines._distributed import dist_info, init_process_group
 from bootstrap_repro.engines._engine import Engine
 from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.plugins import import_factory, resolve
@@ -59,5 +60,5 @@ def factory(options: Any = None, logger: Any = None) -> Engine:
         engine = import_factory(eng["import"], "engine.import")()
     else:
         cls = resolve(ENGINES, eng.get("name", "default"), "engine.name")
-        engine = cls(options, logger, resolve_device(options))
+        engine = cls(options, logger, init_process_group(dist_info(), resolve_device(options)))
     return engine
