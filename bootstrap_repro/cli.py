@@ -19,7 +19,7 @@ from bootstrap_repro.errors import OptionsError, ReproError
 
 __all__ = ["main"]
 
-RUN_USAGE = "bootstrap-repro run -o OPTIONS.yaml [--key.path VALUE ...] [-h]"
+RUN_USAGE = "bootstrap-repro run -o OPTIONS.yaml [--key.path VALUE ...] [--nproc-per-node N] [-h]"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,7 +81,15 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"usage: {RUN_USAGE}\n")
         print(opt.help_text())
         return 0
+    overrides = _torchrun_flags(overrides)
     opt = Options.load(args.path_opts, overrides)
+    from bootstrap_repro.runtimes import launch_distributed, wants_distributed
+
+    if wants_distributed(opt):
+        from bootstrap_repro.run import check_exp_dir
+
+        check_exp_dir(opt)
+        return launch_distributed(opt, ["-o", args.path_opts, *overrides])
     from bootstrap_repro.run import run
 
     result = run(opt)
@@ -95,6 +103,25 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"interrupted; resume with: bootstrap-repro run -o {result.exp_dir / 'options.yaml'} --exp.resume last",
               file=sys.stderr)
     return result.exit_code
+
+
+#: torchrun-style flags of ``run`` and the option each one sets.
+TORCHRUN_FLAGS = {"--nproc-per-node": "runtime.nproc_per_node", "--nnodes": "runtime.nnodes",
+                  "--node-rank": "runtime.node_rank", "--rdzv-endpoint": "runtime.rdzv_endpoint"}
+
+
+def _torchrun_flags(argv: list[str]) -> list[str]:
+    """``--nproc-per-node 2`` → ``--runtime.nproc_per_node 2`` (also ``--nproc-per-node=2``)."""
+    out = []
+    for tok in argv:
+        flag, eq, value = tok.partition("=")
+        if flag in TORCHRUN_FLAGS:
+            out.append(f"--{TORCHRUN_FLAGS[flag]}")
+            if eq:
+                out.append(value)
+        else:
+            out.append(tok)
+    return out
 
 
 def _cmd_view(exp_dir: str) -> int:

@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "dataset": {"train_split": "train", "eval_split": "val", "nb_threads": 0, "batch_size": 64},
     "view": [],
+    "runtime": {"nproc_per_node": 1, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": None, "rdzv_id": None},
 }
 
 #: Keys that select an *action* on an experiment rather than describing it.

@@ -26,7 +26,7 @@ from bootstrap_repro.fileio import recover_groups
 from bootstrap_repro.logger import Logger
 from bootstrap_repro.options import Options
 
-__all__ = ["RunResult", "run", "RunLockedError", "EXIT_CODES"]
+__all__ = ["RunResult", "run", "check_exp_dir", "RunLockedError", "EXIT_CODES"]
 
 #: Exit code of each final status.
 EXIT_CODES = {"COMPLETED": 0, "STOPPED": 0, "FAILED": 1, "INTERRUPTED": 130}
@@ -65,7 +65,7 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def _check_exp_dir(options: Options) -> tuple[Path, str | None]:
+def check_exp_dir(options: Options) -> tuple[Path, str | None]:
     exp_dir = options.get("exp.dir")
     if not exp_dir:
         raise OptionsError("exp.dir: not set; add `exp: {dir: logs/my_experiment}` to the file or pass --exp.dir DIR")
@@ -210,7 +210,7 @@ def run(
 
     writer = dist_info().is_rank0  # under torchrun, only rank 0 writes files
     if writer:
-        exp_dir, resume = _check_exp_dir(options)
+        exp_dir, resume = check_exp_dir(options)
     else:
         exp_dir, resume = Path(str(options["exp.dir"])), (str(options["exp.resume"]) if options.get("exp.resume") else None)
     eval_only = not options.get("dataset.train_split")

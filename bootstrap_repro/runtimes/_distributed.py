@@ -1,0 +1,73 @@
+"""Launching a run on several processes through torchrun (``torch.distributed.run``).
+
+``bootstrap-repro run -o cfg.yaml --nproc-per-node 2`` (or ``runtime.nproc_per_node: 2``)
+re-executes the same command under torchrun, which starts one process per
+rank; inside them, the Engine joins the process group (gloo on CPU, NCCL on
+GPU).  Multi-node launches pass ``--nnodes``, ``--node-rank`` and
+``--rdzv-endpoint`` through to torchrun.  Everything that can be checked is
+checked here first, so bad input fails once, in one line, before any process starts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bootstrap_repro.errors import OptionsError
+
+__all__ = ["wants_distributed", "launch_distributed", "torchrun_command"]
+
+
+def _int(options: Any, key: str, default: int) -> int:
+    value = options.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 and key != "runtime.node_rank":
+        raise OptionsError(f"{key}: expected a whole number >= 1, got {value!r}")
+    return value
+
+
+def wants_distributed(options: Any) -> bool:
+    """Whether this command must be relaunched under torchrun (and is not already running under it)."""
+    if "LOCAL_RANK" in os.environ:
+        return False
+    return _int(options, "runtime.nproc_per_node", 1) > 1 or _int(options, "runtime.nnodes", 1) > 1
+
+
+def torchrun_command(options: Any, run_argv: Sequence[str]) -> list[str]:
+    """The torchrun command line that runs ``bootstrap-repro run <run_argv>`` on every rank."""
+    nproc = _int(options, "runtime.nproc_per_node", 1)
+    nnodes = _int(options, "runtime.nnodes", 1)
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={nnodes}"]
+    if nnodes == 1 and not options.get("runtime.rdzv_endpoint"):
+        cmd.append("--standalone")
+    else:
+        endpoint = options.get("runtime.rdzv_endpoint")
+        if not endpoint:
+            raise OptionsError("runtime.rdzv_endpoint: a multi-node run needs HOST:PORT of the rendezvous (node 0)")
+        cmd += [f"--node-rank={int(options.get('runtime.node_rank', 0))}", "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={endpoint}", f"--rdzv-id={options.get('runtime.rdzv_id') or 'bootstrap-repro'}"]
+    return [*cmd, "-m", "bootstrap_repro", "run", *run_argv]
+
+
+def _check_devices(options: Any) -> None:
+    import torch
+
+    from bootstrap_repro.engines import resolve_device
+
+    device = resolve_device(options)
+    nproc = _int(options, "runtime.nproc_per_node", 1)
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise OptionsError(
+            f"runtime.nproc_per_node: {nproc} processes asked but torch sees {torch.cuda.device_count()} GPU(s); "
+            f"use at most one process per GPU, or --engine.device cpu"
+        )
+
+
+def launch_distributed(options: Any, run_argv: Sequence[str]) -> int:
+    """Check what can be checked, then run torchrun and return its exit code."""
+    _check_devices(options)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return subprocess.call(torchrun_command(options, run_argv), env=env)
