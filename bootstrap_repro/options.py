@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
         "amp": "none",
         "compile": False,
         "channels_last": False,
+        "hooks": [],
     },
     "dataset": {"train_split": "train", "eval_split": "val", "nb_threads": 0, "batch_size": 64},
     "view": [],

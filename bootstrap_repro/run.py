@@ -194,6 +194,24 @@ def threading_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+#: Comma-separated modules whose ``register(engine)`` is called, like ``engine.hooks``; used by
+#: drivers (e.g. a sweep) to attach hooks to a run without changing its options.
+HOOKS_ENV = "BOOTSTRAP_REPRO_HOOKS"
+
+
+def _register_hook_plugins(engine: Any, options: Options) -> None:
+    """Call ``register(engine)`` of every module of ``engine.hooks`` and of ``$BOOTSTRAP_REPRO_HOOKS``."""
+    from bootstrap_repro.plugins import import_factory
+
+    names = options.get("engine.hooks") or []
+    if isinstance(names, str):
+        names = [names]
+    for i, name in enumerate(names):
+        import_factory(name, f"engine.hooks[{i}]", attr="register")(engine)
+    for name in filter(None, (n.strip() for n in os.environ.get(HOOKS_ENV, "").split(","))):
+        import_factory(name, HOOKS_ENV, attr="register")(engine)
+
+
 def run(
     options: Options,
     *,
@@ -266,6 +284,7 @@ def _run_locked(
     if resume and engine.view is not None and not eval_only:
         engine.view.build(None)
     engine.progress = _progress(engine, bool(options.get("engine.progress_bar", True)))
+    _register_hook_plugins(engine, options)
     if setup is not None:
         setup(engine)
     if resume:

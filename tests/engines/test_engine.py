@@ -164,3 +164,15 @@ def test_seed_style_hook_without_argument(tiny_options):
 def test_saving_criteria_syntax(bad):
     with pytest.raises(OptionsError, match=r"^engine.saving_criteria: expected 'name:min' or 'name:max'"):
         parse_saving_criteria([bad])
+
+
+def test_hook_plugins_from_option_and_environment(tiny_options, tmp_path, monkeypatch):
+    (tmp_path / "hook_plugin_a.py").write_text(
+        "def register(engine):\n    engine.register_hook('train_on_end', lambda e: e.logger('plugin A saw the end'))\n")
+    (tmp_path / "hook_plugin_b.py").write_text(
+        "def register(engine):\n    engine.register_hook('engine_on_end_epoch', lambda e: e.logger(f'plugin B epoch {e.epoch}'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BOOTSTRAP_REPRO_HOOKS", "hook_plugin_b")
+    res = run(tiny_options({"engine": {"hooks": ["hook_plugin_a"]}}), handle_signals=False)
+    text = (res.exp_dir / "logs.txt").read_text()
+    assert "plugin A saw the end" in text and "plugin B epoch 2" in text
