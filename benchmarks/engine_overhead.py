@@ -8,7 +8,7 @@ printed (goal: <= 1.03).  The Engine side also rebuilds view.html after every
 flush and writes its checkpoints atomically (fsync + rename); the hand loop
 calls plain ``torch.save``.
 
-    python benchmarks/engine_overhead.py [--pairs 7] [--epochs 3]
+    python benchmarks/engine_overhead.py [--pairs 7] [--epochs 3] [--amp bf16]
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from bootstrap_repro.options import DEFAULTS, Options, merge  # noqa: E402
 from bootstrap_repro.run import run, seed_everything  # noqa: E402
 
 
+AMP = "none"
+
+
 def tree(exp_dir: Path, epochs: int, nb_items: int) -> dict[str, Any]:
     return merge(DEFAULTS, {
         "exp": {"dir": str(exp_dir)},
@@ -40,7 +43,8 @@ def tree(exp_dir: Path, epochs: int, nb_items: int) -> dict[str, Any]:
         "model": {"name": "simple", "network": {"name": "mlp", "input_dim": 64, "hidden": [256, 256], "nb_classes": 10},
                   "criterion": {"name": "nll"}, "metric": {"name": "accuracy", "topk": [1, 5]}},
         "optimizer": {"name": "adam", "lr": 1e-3},
-        "engine": {"nb_epochs": epochs, "saving_criteria": ["loss:min", "acctop1:max"], "progress_bar": False},
+        "engine": {"nb_epochs": epochs, "saving_criteria": ["loss:min", "acctop1:max"], "progress_bar": False,
+                   "amp": AMP},
         "view": ["logs:train_epoch.loss+logs:eval_epoch.loss", "logs:eval_epoch.acctop1", "logs:train_batch.loss"],
     })
 
@@ -55,6 +59,10 @@ def engine_fit(exp_dir: Path, epochs: int, nb_items: int) -> float:
     res = run(Options(tree(exp_dir, epochs, nb_items)), setup=setup, handle_signals=False, stream=open("/dev/null", "w"))
     assert res.status == "COMPLETED", res.error
     return marks["end"] - marks["start"]
+
+
+def autocast() -> Any:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=AMP == "bf16")
 
 
 def hand_fit(exp_dir: Path, epochs: int, nb_items: int) -> float:
@@ -74,7 +82,8 @@ def hand_fit(exp_dir: Path, epochs: int, nb_items: int) -> float:
         data["train"].set_epoch(epoch)
         for batch in data["train"].make_batch_loader():
             optimizer.zero_grad(set_to_none=True)
-            out = model(batch)
+            with autocast():
+                out = model(batch)
             out["loss"].backward()
             optimizer.step()
             logs["train_batch.loss"].append(out["loss"].detach())
@@ -82,7 +91,8 @@ def hand_fit(exp_dir: Path, epochs: int, nb_items: int) -> float:
         losses, sizes = [], []
         with torch.no_grad():
             for batch in data["eval"].make_batch_loader():
-                out = model(batch)
+                with autocast():
+                    out = model(batch)
                 losses.append(out["loss"].detach())
                 sizes.append(batch["data"].shape[0])
                 logs["eval_batch.loss"].append(out["loss"].detach())
@@ -102,7 +112,10 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=7)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--items", type=int, default=4096)
+    p.add_argument("--amp", choices=["none", "bf16"], default="none", help="engine.amp on both sides")
     args = p.parse_args()
+    global AMP
+    AMP = args.amp
     torch.set_num_threads(1)
     ratios, t_engine, t_hand = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +132,7 @@ def main() -> None:
             print(f"pair {i}: engine {got['engine']:.3f}s  hand {got['hand']:.3f}s  ratio {ratios[-1]:.3f}")
     print(f"\nmedian fit time: engine {statistics.median(t_engine):.3f}s, hand-written {statistics.median(t_hand):.3f}s")
     print(f"median ratio engine/hand-written: {statistics.median(ratios):.3f} (goal <= 1.03; "
-          f"{args.pairs} alternating pairs, {args.epochs} epochs x {args.items // 64} batches, 1 CPU thread)")
+          f"{args.pairs} alternating pairs, {args.epochs} epochs x {args.items // 64} batches, amp {args.amp}, 1 CPU thread)")
 
 
 if __name__ == "__main__":
