@@ -7,7 +7,9 @@ component.  Both paths fail with one clear line.
 
 from __future__ import annotations
 
+import copy
 import importlib
+import inspect
 import sys
 from collections.abc import Callable, Mapping
 from types import ModuleType
@@ -15,7 +17,7 @@ from typing import Any
 
 from bootstrap_repro.errors import OptionsError, PluginError, did_you_mean
 
-__all__ = ["import_module", "import_factory", "resolve"]
+__all__ = ["import_module", "import_factory", "resolve", "options_kwargs"]
 
 
 def import_module(module_name: str, key: str) -> ModuleType:
@@ -56,3 +58,44 @@ def resolve(registry: Mapping[str, Callable[..., Any]], name: Any, key: str) -> 
         f"{key}: unknown name {name!r}{hint} (valid: {valid}; or set {key.rsplit('.', 1)[0]}.import "
         f"to a module with a factory)"
     )
+
+
+def options_kwargs(
+    fn: Callable[..., Any],
+    opts: Mapping[str, Any],
+    key: str,
+    *,
+    skip: tuple[str, ...] = (),
+    hidden: tuple[str, ...] = ("self", "params"),
+    what: str | None = None,
+) -> dict[str, Any]:
+    """Map the options subtree ``opts`` (at ``key``) to keyword arguments of ``fn``.
+
+    Keys in ``skip`` are the caller's own; a key that is not a parameter of
+    ``fn`` (minus ``hidden``) raises one line with a did-you-mean and the valid
+    names.  YAML reads ``1e-3`` (no dot) as a string: numbers are converted
+    where ``fn``'s default is a number.  Values are plain mutable copies.
+    """
+    signature = {
+        p.name: p for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in hidden
+    }
+    kwargs: dict[str, Any] = {}
+    for name, value in opts.items():
+        if name in skip:
+            continue
+        if name not in signature:
+            problem = f"not an option of {what}" if what else "unknown option"
+            raise OptionsError(
+                f"{key}.{name}: {problem}{did_you_mean(name, signature, key + '.')} "
+                f"(valid: {', '.join(signature) or 'none'})"
+            )
+        value = copy.deepcopy(value)
+        default = signature[name].default
+        if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+            try:
+                value = float(value)
+            except ValueError:
+                raise OptionsError(f"{key}.{name}: expected a number, got {value!r}") from None
+        kwargs[name] = value
+    return kwargs

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from bootstrap_repro import plugins
-from bootstrap_repro.errors import OptionsError, PluginError, did_you_mean
+from bootstrap_repro.errors import OptionsError, PluginError
 from bootstrap_repro.models._criterions import BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss
 from bootstrap_repro.models._metrics import Accuracy
 from bootstrap_repro.models._model import Model, SimpleModel
@@ -56,27 +55,6 @@ def _log(engine: Any, message: str) -> None:
     logger = getattr(engine, "logger", None)
     if callable(logger):
         logger(message)
-
-
-def options_kwargs(
-    fn: Callable[..., Any], opts: Mapping[str, Any], key: str, skip: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """Map option subtree ``opts`` (at ``key``) to keyword arguments of ``fn``; unknown keys raise."""
-    params = [
-        p.name for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", "params")
-    ]
-    kwargs = {}
-    for name, value in opts.items():
-        if name in skip:
-            continue
-        if name not in params:
-            raise OptionsError(
-                f"{key}.{name}: unknown option{did_you_mean(name, params, key + '.')} "
-                f"(valid: {', '.join(params) or 'none'})"
-            )
-        kwargs[name] = copy.deepcopy(value)  # plain, mutable copies of frozen options
-    return kwargs
 
 
 def _dataset_hints(engine: Any) -> dict[str, int]:
@@ -127,7 +105,7 @@ def _build(key: str, registry: Mapping[str, Callable[..., Any]], engine: Any, re
             f"{key}.name: missing; set it to one of {', '.join(sorted(registry))} or set {key}.import"
         )
     cls = plugins.resolve(registry, name, f"{key}.name")
-    kwargs = options_kwargs(cls, sub, key, skip=("name", "import"))
+    kwargs = plugins.options_kwargs(cls, sub, key, skip=("name", "import"))
     params = inspect.signature(cls).parameters
     for arg, value in (hints or {}).items():
         if arg in params and arg not in kwargs:

@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import copy
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +15,7 @@ import torch
 from torch import nn
 
 from bootstrap_repro import plugins
-from bootstrap_repro.errors import OptionsError, did_you_mean
+from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.optimizers._optimizer import Optimizer
 from bootstrap_repro.options import Options
 
@@ -39,30 +37,9 @@ _TUPLES = ("betas",)
 
 
 def _kwargs(fn: Callable[..., Any], opts: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
-    signature = {
-        p.name: p for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in ("params", "optimizer", "last_epoch", "verbose")
-    }
-    params = list(signature)
-    kwargs: dict[str, Any] = {}
-    for name, value in opts.items():
-        if name in _OWN_KEYS:
-            continue
-        if name not in params:
-            raise OptionsError(
-                f"{key}.{name}: not an option of {what}{did_you_mean(name, params, key + '.')} "
-                f"(valid: {', '.join(params)})"
-            )
-        value = copy.deepcopy(value)
-        default = signature[name].default
-        if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
-            try:  # YAML reads `1e-3` (no dot) as a string
-                value = float(value)
-            except ValueError:
-                raise OptionsError(f"{key}.{name}: expected a number, got {value!r}") from None
-        kwargs[name] = tuple(value) if name in _TUPLES and isinstance(value, list) else value
-    return kwargs
+    kwargs = plugins.options_kwargs(fn, opts, key, skip=_OWN_KEYS, what=what,
+                                    hidden=("params", "optimizer", "last_epoch", "verbose"))
+    return {k: tuple(v) if k in _TUPLES and isinstance(v, list) else v for k, v in kwargs.items()}
 
 
 def _scheduler(sopt: Any, optimizer: torch.optim.Optimizer, options: Options) -> Any:

@@ -265,3 +265,16 @@ def series(logs: Mapping[str, Mapping[str, Any]], item: Item) -> tuple[Sequence[
         if isinstance(x, list) and len(x) == len(y):
             return x, y
     return None, y
+
+
+def panels_and_logs(exp_dir: Any, panels: list[Panel] | None, logs: Any = None) -> tuple[list[Panel], Any]:
+    """The panels to draw (the default ones when ``panels`` is None) and the logs they need.
+
+    Logs missing from ``logs`` are read from ``exp_dir``.
+    """
+    if panels is None:
+        names = [DEFAULT_LOG, *(n for n in (logs or {}) if n != DEFAULT_LOG)]
+        data = load_logs(exp_dir, names, logs)
+        return default_items(data, names), data
+    names = list(dict.fromkeys(i.log for p in panels for i in p.items))
+    return panels, load_logs(exp_dir, names, logs)

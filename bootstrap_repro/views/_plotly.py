@@ -35,14 +35,7 @@ from typing import Any, TypedDict
 from bootstrap_repro.errors import PluginError
 from bootstrap_repro.fileio import atomic_write, atomic_write_text
 from bootstrap_repro.views._base import BaseView, Logs
-from bootstrap_repro.views._items import (
-    DEFAULT_LOG,
-    Panel,
-    default_items,
-    load_logs,
-    parse_items,
-    series,
-)
+from bootstrap_repro.views._items import Panel, panels_and_logs, parse_items, series
 
 __all__ = [
     "View",
@@ -401,14 +394,7 @@ class View(BaseView):
 
     def subplots(self, logs: Logs | None = None) -> list[SubplotSpec]:
         """The subplot specs of the page for ``logs`` (missing logs read from disk)."""
-        if self.panels is None:
-            names = [DEFAULT_LOG, *(n for n in (logs or {}) if n != DEFAULT_LOG)]
-            data = load_logs(self.exp_dir, names, logs)
-            panels = default_items(data, names)
-        else:
-            names = list(dict.fromkeys(i.log for p in self.panels for i in p.items))
-            data = load_logs(self.exp_dir, names, logs)
-            panels = self.panels
+        panels, data = panels_and_logs(self.exp_dir, self.panels, logs)
         return [self._subplot(p, data) for p in panels]
 
     def _subplot(self, panel: Panel, data: Logs) -> SubplotSpec:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bootstrap_repro.errors import PluginError
 from bootstrap_repro.views._base import BaseView, Logs
-from bootstrap_repro.views._items import DEFAULT_LOG, Item, Panel, default_items, load_logs, parse_items, series
+from bootstrap_repro.views._items import DEFAULT_LOG, Item, Panel, panels_and_logs, parse_items, series
 
 __all__ = ["TensorboardView", "MISSING_TENSORBOARD"]
 
@@ -77,14 +77,7 @@ class TensorboardView(BaseView):
 
     def build(self, logs: Logs | None = None) -> Path:
         """Write the values not yet written; returns the tensorboard dir."""
-        if self.panels is None:
-            names = [DEFAULT_LOG, *(n for n in (logs or {}) if n != DEFAULT_LOG)]
-            data = load_logs(self.exp_dir, names, logs)
-            panels = default_items(data, names)
-        else:
-            names = list(dict.fromkeys(i.log for p in self.panels for i in p.items))
-            data = load_logs(self.exp_dir, names, logs)
-            panels = self.panels
+        panels, data = panels_and_logs(self.exp_dir, self.panels, logs)
         writer = self._open()
         for item in dict.fromkeys(i for p in panels for i in p.items):
             x, y = series(data, item)
