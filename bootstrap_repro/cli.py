@@ -1,7 +1,7 @@
 """The ``bootstrap-repro`` command: the only module that reads ``sys.argv`` and exits.
 
-Exit codes: 0 done, 1 the run failed, 2 bad input (one ``error:`` line, no
-traceback), 130 interrupted (resumable).
+Exit codes: 0 done, 1 the run failed (``rerun --verify``: a value differs), 2 bad
+input (one ``error:`` line, no traceback), 130 interrupted (resumable).
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +21,7 @@ from bootstrap_repro.errors import OptionsError, ReproError
 
 __all__ = ["main"]
 
-RUN_USAGE = "bootstrap-repro run -o OPTIONS.yaml [--key.path VALUE ...] [--nproc-per-node N] [-h]"
+RUN_USAGE = "bootstrap-repro run -o OPTIONS.yaml [--key.path VALUE ...] [--no-cache] [--nproc-per-node N] [-h]"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +35,26 @@ def _parser() -> argparse.ArgumentParser:
                        help="run (or resume) an experiment from an options file")
     r.add_argument("-o", "--options", dest="path_opts")
     r.add_argument("-h", "--help", action="store_true")
+    r.add_argument("--no-cache", action="store_true")
+    rr = sub.add_parser("rerun", help="run an experiment again from its record (recorded code, options, seed)",
+                        description="Materialise the recorded code (commit + diff + untracked files) in a temporary "
+                                    "git worktree and run the saved options.yaml there.")
+    rr.add_argument("exp_dir", metavar="EXP_DIR")
+    rr.add_argument("--exp.dir", dest="new_dir", metavar="NEW",
+                    help="the new experiment dir (default: EXP_DIR-rerun-N, the first N free)")
+    rr.add_argument("--verify", action="store_true",
+                    help="compare every value of the new logs.json with the original; exit 1 on a difference")
+    rr.add_argument("--ignore", action="append", default=[], metavar="KEY_PATTERN",
+                    help="with --verify, skip logs.json keys matching this glob, e.g. '*.time' (repeatable)")
+    rr.add_argument("--repo", metavar="PATH", help="the code repo, when it is no longer at the recorded path")
+    ca = sub.add_parser("cache", help="list, remove or garbage-collect result-cache entries")
+    cs = ca.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    cs.add_parser("ls", help="list the entries, most recently used first")
+    rm = cs.add_parser("rm", help="remove one entry")
+    rm.add_argument("key", metavar="KEY", help="the key or a unique prefix of it (cache ls shows 12 digits)")
+    gc = cs.add_parser("gc", help="remove damaged entries and leftovers; optionally old or least-used ones")
+    gc.add_argument("--max-size", metavar="SIZE", help="then evict least recently used entries down to SIZE (e.g. 20G)")
+    gc.add_argument("--max-age", metavar="AGE", help="then remove entries unused for AGE (e.g. 30d, 12h; a number is days)")
     v = sub.add_parser("view", help="rebuild an experiment's view.html")
     v.add_argument("exp_dir")
     c = sub.add_parser("compare", help="rank experiments by their best epoch")
@@ -55,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise OptionsError(f"{args.command}: unexpected arguments {' '.join(rest)}")
         if args.command == "run":
             return _cmd_run(args, rest)
+        if args.command == "rerun":
+            return _cmd_rerun(args)
+        if args.command == "cache":
+            return _cmd_cache(args)
         if args.command == "view":
             return _cmd_view(args.exp_dir)
         return _cmd_compare(args.exp_dirs, args.metric)
@@ -83,16 +109,28 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     overrides = _torchrun_flags(overrides)
     opt = Options.load(args.path_opts, overrides)
+    from bootstrap_repro.record import NO_CACHE_ENV
     from bootstrap_repro.runtimes import launch_distributed, wants_distributed
 
+    if args.no_cache:
+        os.environ[NO_CACHE_ENV] = "1"  # torchrun's ranks inherit it
+    use_cache = os.environ.get(NO_CACHE_ENV, "").lower() not in ("1", "true", "yes")
     if wants_distributed(opt):
-        from bootstrap_repro.run import check_exp_dir
+        from bootstrap_repro.run import cached_run, check_exp_dir
 
         check_exp_dir(opt)
+        hit = cached_run(opt.copy()) if use_cache else None
+        if hit is not None:
+            print(hit.cache_hit.describe())  # type: ignore[union-attr]
+            return 0
         return launch_distributed(opt, ["-o", args.path_opts, *overrides])
     from bootstrap_repro.run import run
 
-    result = run(opt)
+    result = run(opt, cache=use_cache)
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    if result.cache_hit is not None:
+        print(result.cache_hit.describe())
     if isinstance(result.error, ReproError):
         print(f"error: {result.error}", file=sys.stderr)
         return result.error.exit_code
@@ -122,6 +160,81 @@ def _torchrun_flags(argv: list[str]) -> list[str]:
         else:
             out.append(tok)
     return out
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from bootstrap_repro.record import rerun
+
+    result = rerun(args.exp_dir, args.new_dir, verify=args.verify, ignore=args.ignore, repo=args.repo)
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    if result.returncode != 0:
+        print(f"error: the re-run exited {result.returncode}; see {result.exp_dir / 'logs.txt'}", file=sys.stderr)
+        return result.returncode
+    cmp = result.comparison
+    if cmp is None:
+        print(f"re-ran {args.exp_dir} into {result.exp_dir}")
+    elif cmp.divergence is None:
+        print(f"{cmp.identical} values identical ({cmp.keys} keys of logs.json; {args.exp_dir} vs {result.exp_dir})")
+    else:
+        print(f"first divergence: {cmp.divergence.describe()}; {cmp.identical} other values identical")
+        print("environment differences: " + ("; ".join(result.env_differences) or "none"))
+    return result.exit_code
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3,
+          "t": 1024**4, "tb": 1024**4}
+
+
+def _parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise OptionsError(f"--max-size: expected a size like 500M or 20G, got {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _parse_age(text: str) -> float:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([dhm]?)\s*", text)
+    if not m:
+        raise OptionsError(f"--max-age: expected an age like 30d, 12h or 45m (a number is days), got {text!r}")
+    return float(m.group(1)) / {"": 1, "d": 1, "h": 24, "m": 1440}[m.group(2)]
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from bootstrap_repro.record import ResultCache
+
+    store = ResultCache()
+    if args.cache_command == "rm":
+        print(f"removed {store.remove(args.key)}")
+        return 0
+    if args.cache_command == "gc":
+        report = store.gc(max_bytes=_parse_size(args.max_size) if args.max_size else None,
+                          max_age_days=_parse_age(args.max_age) if args.max_age else None)
+        for name, reason in report.removed:
+            print(f"removed {name[:12] if not name.startswith('.') else name}: {reason}")
+        print(f"{len(report.removed)} removed, {_human(report.freed)} freed, {report.kept} kept in {store.root}")
+        return 0
+    entries = store.entries()
+    if entries:
+        print(f"{'KEY':<12}  {'CREATED':<19}  {'LAST USED':<19}  {'SIZE':>9}  FROM")
+    for e in entries:
+        created = (e.created or "?")[:19].replace("T", " ")
+        used = dt.datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M:%S")
+        state = f"  [damaged: {e.problem}]" if e.problem else ""
+        print(f"{e.key[:12]}  {created:<19}  {used:<19}  {_human(e.size):>9}  {e.source or '?'}{state}")
+    total = sum(e.size for e in entries)
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {_human(total)} in {store.root}")
+    return 0
 
 
 def _cmd_view(exp_dir: str) -> int:

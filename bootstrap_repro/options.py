@@ -30,7 +30,8 @@ __all__ = ["Options", "OptionsDict", "OptionsList", "load_yaml", "DEFAULTS", "fl
 
 #: Platform-level keys every experiment has; the user's file is merged over them.
 DEFAULTS: dict[str, Any] = {
-    "exp": {"dir": None, "resume": None},
+    # max_untracked_mb: bound on the untracked files archived in <exp.dir>/repro/ (null: no bound)
+    "exp": {"dir": None, "resume": None, "max_untracked_mb": 50},
     "misc": {"seed": 1337, "cuda": None, "deterministic": False},
     "engine": {
         "name": "default",

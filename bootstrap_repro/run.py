@@ -5,19 +5,24 @@ experiment dir is created (so bad input leaves nothing behind), builds the
 engine, dataset, model, optimizer and view through their factories, resumes
 when asked, trains (or evaluates), and returns a :class:`RunResult`.  It never
 prompts and never exits: the CLI maps the result to an exit code.
+
+Every run is recorded (:mod:`bootstrap_repro.record`): the code and the
+environment are snapshotted before anything is built, ``<exp.dir>/repro/`` is
+written when the dir is created (status RUNNING) and closed when the run ends.
+With ``cache=True`` the result cache is looked up first (a hit materialises the
+experiment dir without importing torch) and a COMPLETED run is stored in it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import random
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,16 +30,33 @@ from bootstrap_repro.errors import CheckpointError, ExperimentExistsError, Optio
 from bootstrap_repro.fileio import recover_groups
 from bootstrap_repro.logger import Logger
 from bootstrap_repro.options import Options
+from bootstrap_repro.record import (
+    LOCK_NAME,
+    CacheEntry,
+    ResultCache,
+    RunLockedError,
+    RunRecord,
+    Snapshot,
+    exp_dir_lock,
+    take_snapshot,
+)
 
-__all__ = ["RunResult", "run", "check_exp_dir", "RunLockedError", "EXIT_CODES"]
+__all__ = ["RunResult", "CacheHit", "run", "check_exp_dir", "RunLockedError", "EXIT_CODES"]
 
 #: Exit code of each final status.
 EXIT_CODES = {"COMPLETED": 0, "STOPPED": 0, "FAILED": 1, "INTERRUPTED": 130}
-LOCK_NAME = ".lock"
 
 
-class RunLockedError(ReproError, BlockingIOError):
-    """Another process is running this experiment dir."""
+@dataclass(frozen=True)
+class CacheHit:
+    """The cache entry a run was materialised from instead of training."""
+
+    key: str
+    source: str | None  #: the experiment dir that trained it
+    entry: Path
+
+    def describe(self) -> str:
+        return f"cache hit: {self.key[:12]} (from {self.source}); not trained again"
 
 
 @dataclass
@@ -45,6 +67,9 @@ class RunResult:
     exp_dir: Path
     engine: Any = None
     error: BaseException | None = None
+    cache_hit: CacheHit | None = None  #: set when the result came from the cache (nothing trained)
+    record: RunRecord | None = None  #: the experiment's record (rank 0)
+    warnings: list[str] = field(default_factory=list)  #: one-line notes for the user (the CLI prints them)
 
     @property
     def exit_code(self) -> int:
@@ -72,7 +97,7 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
     path = Path(str(exp_dir))
     resume = options.get("exp.resume") or None
     if resume is None:
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and (not path.is_dir() or any(p.name != LOCK_NAME for p in path.iterdir())):
             raise ExperimentExistsError(
                 f"exp.dir: {path} already exists; resume it with --exp.resume last (or best_<metric>), "
                 f"or choose a new --exp.dir"
@@ -93,22 +118,70 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
     return path, resume
 
 
-@contextlib.contextmanager
-def _lock(exp_dir: Path) -> Iterator[None]:
-    """An exclusive lock on the experiment dir for the whole run."""
-    fd = os.open(exp_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+def _check_still_empty(exp_dir: Path, resume: str | None) -> None:
+    """Under the lock: a new run's dir must still be empty (another run may have finished there meanwhile)."""
+    if resume is None and any(p.name != LOCK_NAME for p in exp_dir.iterdir()):
+        raise ExperimentExistsError(
+            f"exp.dir: {exp_dir} was filled by another run meanwhile; choose a new --exp.dir"
+        )
+
+
+def _under_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ
+
+
+def cached_run(options: Options, *, logger: Logger | None = None) -> RunResult | None:
+    """Materialise the experiment from the result cache if its key is there; None on a miss.
+
+    Checks ``exp.dir`` first (bad input raises); imports no torch.  A damaged
+    entry is reported in one line (through ``logger``) and counts as a miss.
+    """
+    exp_dir, resume = check_exp_dir(options)
+    if resume is not None:
+        return None
+    options.freeze()
+    logger = logger or Logger(name="logs" if options.get("dataset.train_split") else "logs_eval", activate=False)
+    return _from_cache(options, exp_dir, take_snapshot(options, exp_dir=exp_dir), logger)
+
+
+def _from_cache(options: Options, exp_dir: Path, snap: Snapshot, logger: Logger) -> RunResult | None:
+    from bootstrap_repro import views
+
+    store = ResultCache()
+    with store.reading(snap.key, warn=logger.warning) as entry:
+        if entry is None:
+            return None
+        views.parse_view_option(options.get("view"))  # a bad view option fails before anything is created
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        with exp_dir_lock(exp_dir):
+            _check_still_empty(exp_dir, None)
+            mode = "train" if options.get("dataset.train_split") else "eval"
+            rec = RunRecord.begin(exp_dir, snap, mode=mode, cache_hit_of=entry.hit_record())
+            try:
+                hit = _materialise(options, exp_dir, entry, logger)
+            except BaseException as exc:
+                rec.end("INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED", exc)
+                raise
+            rec.end("COMPLETED")
+    return RunResult("COMPLETED", exp_dir, cache_hit=hit, record=rec)
+
+
+def _materialise(options: Options, exp_dir: Path, entry: CacheEntry, logger: Logger) -> CacheHit:
+    from bootstrap_repro import views
+
+    ResultCache.materialise(entry, exp_dir)
+    options.save(exp_dir / "options.yaml")
+    hit = CacheHit(entry.key, entry.source.get("exp_dir"), entry.path)
+    logger.attach(exp_dir)  # appends to the copied logs.txt; logs.json is never flushed here
+    echo, logger.echo = logger.echo, False  # the CLI prints the one line
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(
-                f"exp.dir: {exp_dir} is being used by another running process; wait for it or choose another --exp.dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
+        logger(hit.describe())
     finally:
-        os.close(fd)
+        logger.echo = echo
+        logger.close()
+    if views.parse_view_option(options.get("view")):
+        views.rebuild(exp_dir)
+    return hit
 
 
 def _probe_outputs(engine: Any) -> set[str] | None:
@@ -218,15 +291,20 @@ def run(
     setup: Callable[[Any], None] | None = None,
     handle_signals: bool = True,
     stream: IO[str] | None = None,
+    cache: bool = False,
 ) -> RunResult:
     """Run one experiment.  Bad input raises :class:`ReproError` before anything is created.
 
     ``setup(engine)`` is called once everything is built (register hooks there).
+    ``cache=True`` looks the result cache up first (a hit trains nothing, calls
+    no ``setup``) and stores the experiment there when it COMPLETES.
     """
-    from bootstrap_repro import datasets, engines, models, optimizers, views
-    from bootstrap_repro.engines._distributed import dist_info
+    if _under_torchrun():
+        from bootstrap_repro.engines._distributed import dist_info
 
-    writer = dist_info().is_rank0  # under torchrun, only rank 0 writes files
+        writer = dist_info().is_rank0  # under torchrun, only rank 0 writes files
+    else:
+        writer = True
     if writer:
         exp_dir, resume = check_exp_dir(options)
     else:
@@ -238,6 +316,13 @@ def run(
     logger = Logger(name="logs_eval" if eval_only else "logs", activate=False, echo=writer)
     if stream is not None:
         logger.print_fn = lambda line: print(line, file=stream, flush=True)
+    snap = take_snapshot(options, exp_dir=exp_dir) if writer else None
+    if cache and snap is not None and resume is None and not _under_torchrun():
+        hit = _from_cache(options, exp_dir, snap, logger)
+        if hit is not None:
+            return hit
+    from bootstrap_repro import datasets, engines, models, optimizers, views
+
     with options.activate(), logger.activate():
         engine = engines.factory(options, logger)
         seed_everything(engine.seed)
@@ -250,8 +335,28 @@ def run(
         if not writer:
             return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, False)
         exp_dir.mkdir(parents=True, exist_ok=True)
-        with _lock(exp_dir):
-            return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, True)
+        with exp_dir_lock(exp_dir):
+            _check_still_empty(exp_dir, resume)
+            assert snap is not None
+            rec = RunRecord.begin(exp_dir, snap, resume=resume, mode="eval" if eval_only else "train")
+            try:
+                result = _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, True)
+            except BaseException as exc:
+                rec.end("INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED", exc)
+                raise
+            rec.end(result.status, result.error)
+            result.record = rec
+            if cache and rec.cacheable:
+                _publish(rec, exp_dir, result)
+            return result
+
+
+def _publish(rec: RunRecord, exp_dir: Path, result: RunResult) -> None:
+    """Store a COMPLETED experiment in the result cache; a failure to store does not fail the run."""
+    try:
+        ResultCache().publish(rec.key, exp_dir, rec.data)
+    except OSError as exc:
+        result.warnings.append(f"cache: the result was not stored ({exc}); the run itself is complete")
 
 
 def _run_locked(

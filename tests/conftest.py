@@ -36,6 +36,26 @@ TINY: dict[str, Any] = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_dir(tmp_path_factory):
+    """No test (nor a module-scoped fixture) reads or fills the user's result cache."""
+    old = os.environ.get("BOOTSTRAP_REPRO_CACHE_DIR")
+    os.environ["BOOTSTRAP_REPRO_CACHE_DIR"] = str(tmp_path_factory.mktemp("session-cache"))
+    yield
+    if old is None:
+        os.environ.pop("BOOTSTRAP_REPRO_CACHE_DIR", None)
+    else:
+        os.environ["BOOTSTRAP_REPRO_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def _test_cache_dir(tmp_path_factory, monkeypatch):
+    """Each test has its own result cache: the same options run in two tests never hit each other's results."""
+    path = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("BOOTSTRAP_REPRO_CACHE_DIR", str(path))
+    return path
+
+
 def write_options(path: Path, tree: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     return path

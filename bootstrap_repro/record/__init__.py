@@ -1,0 +1,89 @@
+"""The experiment record, exact re-runs and the result cache.
+
+Every experiment dir gets ``repro/``::
+
+    record.json        schema_version, status (RUNNING -> COMPLETED | FAILED | INTERRUPTED | STOPPED),
+                       command, times, code (repo, commit, branch, remote, dirty, plugin modules),
+                       environment (Python, platform, torch/CUDA/cuDNN, GPUs, host, allowlisted
+                       variables), runtime, seed, cache key, cache_hit_of, resumes
+    code.diff          git diff HEAD --binary (tracked changes, staged or not)
+    untracked.tar.gz   untracked, non-ignored files (at most exp.max_untracked_mb)
+    packages.txt       installed distributions, pip-freeze format
+
+>>> snap = take_snapshot(options, exp_dir=path)          # code + environment + cache key, no torch
+>>> rec = RunRecord.begin(path, snap); ...; rec.end("COMPLETED")
+>>> rerun("logs/mnist", verify=True).exit_code          # `bootstrap-repro rerun logs/mnist --verify`
+>>> ResultCache().lookup(snap.key)                      # `bootstrap-repro cache ls | rm KEY | gc`
+
+This package imports neither torch nor git at import time.
+"""
+
+from bootstrap_repro.record._cache import (
+    CACHE_DIR_ENV,
+    NO_CACHE_ENV,
+    CacheEntry,
+    EntryInfo,
+    GcReport,
+    ResultCache,
+    cache_root,
+)
+from bootstrap_repro.record._env import (
+    ENV_ALLOWLIST,
+    PACKAGES_FILE,
+    environment,
+    environment_fingerprint,
+    installed_packages,
+    packages_text,
+)
+from bootstrap_repro.record._errors import (
+    CacheEntryNotFoundError,
+    CommitNotFoundError,
+    PatchError,
+    RecordError,
+    RecordNotFoundError,
+    RunLockedError,
+    SnapshotError,
+    UntrackedTooLargeError,
+)
+from bootstrap_repro.record._key import NON_RESULT_KEYS, cache_key, result_options
+from bootstrap_repro.record._lock import LOCK_NAME, exp_dir_lock
+from bootstrap_repro.record._record import (
+    RECORD_FILE,
+    REPRO_DIR,
+    SCHEMA_VERSION,
+    STATUSES,
+    RunRecord,
+    Snapshot,
+    read_record,
+    record_path,
+    take_snapshot,
+)
+from bootstrap_repro.record._rerun import RerunResult, default_rerun_dir, materialise_code, rerun
+from bootstrap_repro.record._snapshot import (
+    CODE_ROOT_ENV,
+    DIFF_FILE,
+    UNTRACKED_FILE,
+    CodeSnapshot,
+    PluginModule,
+    locate_module,
+    snapshot_code,
+)
+from bootstrap_repro.record._verify import Comparison, Divergence, compare_logs, environment_differences
+
+__all__ = [
+    # record
+    "SCHEMA_VERSION", "REPRO_DIR", "RECORD_FILE", "STATUSES", "DIFF_FILE", "UNTRACKED_FILE", "PACKAGES_FILE",
+    "Snapshot", "take_snapshot", "RunRecord", "read_record", "record_path",
+    "CodeSnapshot", "PluginModule", "snapshot_code", "locate_module", "CODE_ROOT_ENV",
+    "ENV_ALLOWLIST", "environment", "environment_fingerprint", "installed_packages", "packages_text",
+    # cache
+    "NON_RESULT_KEYS", "result_options", "cache_key",
+    "ResultCache", "CacheEntry", "EntryInfo", "GcReport", "cache_root", "CACHE_DIR_ENV", "NO_CACHE_ENV",
+    # re-run
+    "rerun", "RerunResult", "default_rerun_dir", "materialise_code",
+    "compare_logs", "Comparison", "Divergence", "environment_differences",
+    # locks and errors
+    "LOCK_NAME", "exp_dir_lock", "RunLockedError",
+    "RecordError", "RecordNotFoundError", "SnapshotError", "UntrackedTooLargeError", "CommitNotFoundError",
+    "PatchError", "CacheEntryNotFoundError",
+]

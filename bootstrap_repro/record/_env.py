@@ -1,0 +1,196 @@
+"""The environment of a run: Python, platform, packages, torch/CUDA, GPUs, allowlisted variables.
+
+Everything here works without importing torch (its version file is read as
+text; GPU models come from ``/proc/driver/nvidia``), so the cache key of a run
+is computed in a fraction of a second.  When torch is already loaded (a run
+that trains), the record also gets the cuDNN version and the CUDA device names.
+Environment variables are recorded from :data:`ENV_ALLOWLIST` only: never a
+secret.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ENV_ALLOWLIST",
+    "PACKAGES_FILE",
+    "installed_packages",
+    "packages_text",
+    "torch_facts",
+    "gpu_models",
+    "framework_sha256",
+    "environment",
+    "environment_fingerprint",
+]
+
+PACKAGES_FILE = "packages.txt"
+#: The only environment variables a record holds: those that change numerics or device choice.
+ENV_ALLOWLIST: tuple[str, ...] = (
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "CUDA_LAUNCH_BLOCKING",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "NVIDIA_TF32_OVERRIDE",
+    "PYTHONHASHSEED",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NCCL_ALGO",
+    "NCCL_PROTO",
+)
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_packages() -> list[tuple[str, str]]:
+    """``[(name, version)]`` of the distributions importable now, sorted, first on ``sys.path`` wins."""
+    seen: dict[str, tuple[str, str]] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if not name:
+            continue
+        seen.setdefault(_normalize(name), (name, dist.version or "unknown"))
+    return [seen[k] for k in sorted(seen)]
+
+
+def packages_text(packages: list[tuple[str, str]]) -> str:
+    """pip-freeze format: ``name==version`` per line."""
+    return "".join(f"{name}=={version}\n" for name, version in packages)
+
+
+def _read_torch_version_file() -> dict[str, Any]:
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return {}
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    values: dict[str, Any] = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
+            node.target if isinstance(node, ast.AnnAssign) else None)
+        value = getattr(node, "value", None)
+        if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
+            values[target.id] = value.value
+    return values
+
+
+def torch_facts() -> dict[str, Any]:
+    """torch version, CUDA/HIP build versions, and cuDNN when torch is loaded; ``{}`` without torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "version"):
+        facts: dict[str, Any] = {"version": str(torch.__version__), "cuda": torch.version.cuda,
+                                 "hip": getattr(torch.version, "hip", None)}
+        try:
+            facts["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        except (RuntimeError, AttributeError):
+            facts["cudnn"] = None
+        return facts
+    values = _read_torch_version_file()
+    if not values:
+        return {}
+    return {"version": values.get("__version__"), "cuda": values.get("cuda"), "hip": values.get("hip"),
+            "cudnn": None}
+
+
+def gpu_models() -> list[str]:
+    """Models of the NVIDIA GPUs of this host (from ``/proc/driver/nvidia``; no CUDA initialisation)."""
+    models = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    models.append(line.split(":", 1)[1].strip())
+        except OSError:
+            continue
+    return models
+
+
+def _cuda_devices() -> list[str] | None:
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "cuda"):
+        return None
+    try:
+        if not torch.cuda.is_initialized():
+            return None
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except (RuntimeError, AssertionError):
+        return None
+
+
+def framework_sha256() -> str:
+    """Hash of bootstrap-repro's own source (an editable install changes without a version bump)."""
+    import bootstrap_repro
+
+    pkg = Path(bootstrap_repro.__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(pkg.rglob("*")):
+        if p.suffix in (".py", ".html", ".js") and "__pycache__" not in p.parts and p.is_file():
+            h.update(f"{p.relative_to(pkg).as_posix()}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def environment(packages: list[tuple[str, str]] | None = None, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``environment`` section of ``record.json`` (see :func:`environment_fingerprint`)."""
+    import bootstrap_repro
+
+    packages = installed_packages() if packages is None else packages
+    text = packages_text(packages)
+    env = {
+        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
+                   "executable": sys.executable},
+        "platform": platform.platform(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "host": socket.gethostname(),
+        "torch": torch_facts(),
+        "gpus": gpu_models(),
+        "cuda_devices": _cuda_devices(),
+        "framework": {"version": bootstrap_repro.__version__,
+                      "root": str(Path(bootstrap_repro.__file__).resolve().parents[1]),
+                      "sha256": framework_sha256()},
+        "packages": {"file": PACKAGES_FILE, "count": len(packages),
+                     "sha256": hashlib.sha256(text.encode()).hexdigest()},
+        "env_vars": {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ},
+    }
+    env["fingerprint"] = environment_fingerprint(env, runtime or {"kind": "local"})
+    return env
+
+
+def environment_fingerprint(env: dict[str, Any], runtime: dict[str, Any]) -> str:
+    """sha256 of what changes results: packages, Python, platform, torch/CUDA, GPU models, framework, runtime.
+
+    Not in it: host name, paths, environment variables, CPU model, cuDNN (its
+    wheel is in the package set).
+    """
+    torch = env.get("torch") or {}
+    payload = {
+        "python": [env["python"]["implementation"], env["python"]["version"]],
+        "system": env["system"], "machine": env["machine"],
+        "torch": [torch.get("version"), torch.get("cuda"), torch.get("hip")],
+        "gpus": sorted(set(env.get("gpus") or [])),
+        "framework": env["framework"]["sha256"],
+        "packages": env["packages"]["sha256"],
+        "runtime": runtime,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,50 @@
+"""The cache key: a hash of the options that change results, the code and the environment."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from bootstrap_repro.options import flatten
+
+__all__ = ["NON_RESULT_KEYS", "result_options", "cache_key", "KEY_VERSION"]
+
+#: Bump when the key's recipe changes (old entries then simply miss).
+KEY_VERSION = 1
+#: Options that do not change a run's results; a key ending with ``.*`` covers its whole subtree.
+NON_RESULT_KEYS: tuple[str, ...] = (
+    "exp.dir",
+    "exp.resume",
+    "exp.max_untracked_mb",
+    "engine.print_freq",
+    "engine.progress_bar",
+    "runtime.node_rank",
+    "runtime.rdzv_endpoint",
+    "runtime.rdzv_id",
+    "view.*",
+    "views.*",
+)
+
+
+def _is_non_result(key: str) -> bool:
+    for k in NON_RESULT_KEYS:
+        if k.endswith(".*"):
+            if key == k[:-2] or key.startswith(k[:-1]):
+                return True
+        elif key == k:
+            return True
+    return False
+
+
+def result_options(options: Any) -> dict[str, Any]:
+    """The flattened options minus :data:`NON_RESULT_KEYS`."""
+    tree = options.as_dict() if hasattr(options, "as_dict") else dict(options)
+    return {k: v for k, v in flatten(tree).items() if not _is_non_result(k)}
+
+
+def cache_key(options: Any, code_fingerprint: str, env_fingerprint: str) -> str:
+    """sha256 (hex) of the result options, the code fingerprint and the environment fingerprint."""
+    payload = {"version": KEY_VERSION, "options": result_options(options),
+               "code": code_fingerprint, "environment": env_fingerprint}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

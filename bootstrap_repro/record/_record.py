@@ -1,0 +1,259 @@
+"""``<exp.dir>/repro/``: the record of an experiment, written when a run starts and updated when it ends.
+
+Files: ``record.json`` (this module), ``code.diff`` and ``untracked.tar.gz``
+(:mod:`._snapshot`), ``packages.txt`` (:mod:`._env`).  Every file is written
+atomically; ``record.json`` last, so a record never names a file that is not there.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bootstrap_repro.errors import OptionsError
+from bootstrap_repro.fileio import atomic_write_json, atomic_write_text
+from bootstrap_repro.record._env import PACKAGES_FILE, environment, installed_packages, packages_text, torch_facts
+from bootstrap_repro.record._errors import RecordError, RecordNotFoundError
+from bootstrap_repro.record._key import cache_key
+from bootstrap_repro.record._snapshot import CodeSnapshot, snapshot_code
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "REPRO_DIR",
+    "RECORD_FILE",
+    "STATUSES",
+    "Snapshot",
+    "take_snapshot",
+    "RunRecord",
+    "read_record",
+    "record_path",
+]
+
+#: Version of the ``record.json`` layout; readers refuse newer ones.
+SCHEMA_VERSION = 1
+REPRO_DIR = "repro"
+RECORD_FILE = "record.json"
+STATUSES = ("RUNNING", "COMPLETED", "FAILED", "INTERRUPTED", "STOPPED")
+DEFAULT_MAX_UNTRACKED_MB = 50
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def record_path(exp_dir: str | os.PathLike[str]) -> Path:
+    """``<exp_dir>/repro/record.json``."""
+    return Path(exp_dir) / REPRO_DIR / RECORD_FILE
+
+
+@dataclass
+class Snapshot:
+    """Code, environment and cache key of a run, taken before anything is built or written."""
+
+    code: CodeSnapshot
+    packages: list[tuple[str, str]]
+    environment: dict[str, Any]
+    runtime: dict[str, Any]
+    key: str
+    options_tree: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, directory: Path) -> None:
+        """Write ``code.diff``, ``untracked.tar.gz`` and ``packages.txt`` into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.code.write(directory)
+        atomic_write_text(directory / PACKAGES_FILE, packages_text(self.packages), fsync_dir=False)
+
+    def refresh_torch(self) -> None:
+        """Add the facts only a loaded torch knows (cuDNN, CUDA device names) to the environment."""
+        from bootstrap_repro.record._env import _cuda_devices
+
+        facts = torch_facts()
+        if facts:
+            self.environment["torch"] = facts
+        self.environment["cuda_devices"] = _cuda_devices()
+
+
+def _max_untracked_mb(options: Any) -> float | None:
+    value = options.get("exp.max_untracked_mb", DEFAULT_MAX_UNTRACKED_MB)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise OptionsError(f"exp.max_untracked_mb: expected a number of MB >= 0 (or null: no bound), got {value!r}")
+    return float(value)
+
+
+def take_snapshot(options: Any, *, exp_dir: Path | None = None, runtime: dict[str, Any] | None = None) -> Snapshot:
+    """Snapshot the code and the environment of a run of ``options`` and compute its cache key.
+
+    Imports no torch and writes nothing; raises a :class:`~bootstrap_repro.errors.ReproError`
+    for bad input (untracked files over ``exp.max_untracked_mb``, a broken repo).
+    """
+    code = snapshot_code(options, exp_dir=exp_dir, max_untracked_mb=_max_untracked_mb(options))
+    packages = installed_packages()
+    runtime = dict(runtime or {"kind": "local"})
+    env = environment(packages, runtime)
+    key = cache_key(options, code.fingerprint(), env["fingerprint"])
+    tree = options.as_dict() if hasattr(options, "as_dict") else dict(options)
+    return Snapshot(code, packages, env, runtime, key, tree)
+
+
+def read_record(exp_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check ``<exp_dir>/repro/record.json``."""
+    exp_dir = Path(exp_dir)
+    path = record_path(exp_dir)
+    if not exp_dir.is_dir():
+        raise RecordNotFoundError(f"{exp_dir}: no such experiment dir; pass the exp.dir of a run")
+    if not path.is_file():
+        raise RecordNotFoundError(
+            f"{exp_dir}: no {REPRO_DIR}/{RECORD_FILE}; only a dir made by `bootstrap-repro run` has a record"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RecordError(f"{path}: unreadable ({exc}); the record is damaged") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RecordError(f"{path}: no integer schema_version; the record is damaged")
+    if version > SCHEMA_VERSION:
+        raise RecordError(
+            f"{path}: schema_version {version} is newer than this bootstrap-repro reads ({SCHEMA_VERSION}); "
+            f"upgrade bootstrap-repro"
+        )
+    return data
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+class RunRecord:
+    """The record of one experiment dir; :meth:`begin` writes it, :meth:`end` closes the session."""
+
+    def __init__(self, exp_dir: Path, data: dict[str, Any], session: dict[str, Any] | None = None) -> None:
+        self.exp_dir = Path(exp_dir)
+        self.data = data
+        #: The resume entry this process appended (None for the first session).
+        self.session = session
+
+    @property
+    def path(self) -> Path:
+        return record_path(self.exp_dir)
+
+    def save(self) -> None:
+        """Write ``record.json`` atomically."""
+        atomic_write_json(self.path, self.data, indent=1)
+
+    @classmethod
+    def begin(
+        cls,
+        exp_dir: Path,
+        snapshot: Snapshot,
+        *,
+        resume: str | None = None,
+        mode: str = "train",
+        cache_hit_of: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """Write the record of a run that starts now (status RUNNING).
+
+        A resumed run keeps the original record and appends an entry to
+        ``resumes``; its code and packages are saved under ``repro/resume-<n>/``
+        only when they differ from the original's.
+        """
+        repro = Path(exp_dir) / REPRO_DIR
+        snapshot.refresh_torch()
+        command = {"argv": list(sys.argv), "cwd": os.getcwd(), "executable": sys.executable}
+        code = snapshot.code.to_record()
+        if resume is not None and record_path(exp_dir).is_file():
+            try:
+                data = read_record(exp_dir)
+            except RecordError:
+                data = None
+            if data is not None:
+                return cls._resume(Path(exp_dir), data, snapshot, code, command, resume, mode)
+        repro.mkdir(parents=True, exist_ok=True)
+        snapshot.write(repro)
+        data = {
+            "schema_version": SCHEMA_VERSION,
+            "status": "RUNNING",
+            "mode": mode,
+            "started": _now(),
+            "ended": None,
+            "error": None,
+            "exp_dir": str(Path(exp_dir).resolve()),
+            "command": command,
+            "pid": os.getpid(),
+            "seed": snapshot.options_tree.get("misc", {}).get("seed"),
+            "cache_key": snapshot.key,
+            "cache_hit_of": cache_hit_of,
+            "started_from_checkpoint": resume,
+            "code": code,
+            "environment": snapshot.environment,
+            "runtime": snapshot.runtime,
+            "resumes": [],
+        }
+        rec = cls(Path(exp_dir), data)
+        rec.save()
+        return rec
+
+    @classmethod
+    def _resume(cls, exp_dir: Path, data: dict[str, Any], snapshot: Snapshot, code: dict[str, Any],
+                command: dict[str, Any], resume: str, mode: str) -> RunRecord:
+        resumes = data.setdefault("resumes", [])
+        session: dict[str, Any] = {
+            "mode": mode, "resumed_from": resume, "previous_status": data.get("status"),
+            "started": _now(), "ended": None, "status": "RUNNING", "error": None,
+            "command": command, "pid": os.getpid(), "cache_key": snapshot.key,
+            "code_fingerprint": code["fingerprint"],
+            "environment_fingerprint": snapshot.environment["fingerprint"],
+            "files": None,
+        }
+        same_code = code["fingerprint"] == data.get("code", {}).get("fingerprint")
+        same_env = snapshot.environment["fingerprint"] == data.get("environment", {}).get("fingerprint")
+        if not (same_code and same_env):
+            sub = f"{REPRO_DIR}/resume-{len(resumes) + 1}"
+            snapshot.write(exp_dir / sub)
+            session.update(files=sub, code=code, environment=snapshot.environment)
+        resumes.append(session)
+        if mode == data.get("mode", "train"):
+            data.update(status="RUNNING", ended=None, error=None)
+        rec = cls(exp_dir, data, session)
+        rec.save()
+        return rec
+
+    def end(self, status: str, error: BaseException | None = None) -> None:
+        """Close this process's session with ``status`` (one of :data:`STATUSES`)."""
+        if status not in STATUSES:
+            raise ValueError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+        now, text = _now(), _error_text(error)
+        if self.session is not None:
+            self.session.update(status=status, ended=now, error=text)
+            if self.session["mode"] != self.data.get("mode", "train"):
+                self.save()
+                return
+        self.data.update(status=status, ended=now, error=text)
+        self.save()
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the experiment may enter the result cache: COMPLETED, trained here, every session with the same key."""
+        d = self.data
+        if d.get("status") != "COMPLETED" or d.get("cache_hit_of") or d.get("started_from_checkpoint"):
+            return False
+        if self.session is not None and self.session["mode"] != d.get("mode", "train"):
+            return False
+        keys = [d.get("cache_key")] + [s.get("cache_key") for s in d.get("resumes", [])
+                                       if s.get("mode") == d.get("mode", "train")]
+        return all(k == keys[0] for k in keys)
+
+    @property
+    def key(self) -> str:
+        """The cache key of the session that wrote last."""
+        return (self.session or self.data)["cache_key"]
