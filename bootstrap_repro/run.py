@@ -430,5 +430,7 @@ def _run_locked(
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if status in ("COMPLETED", "STOPPED"):
+                    dist.barrier()  # no rank tears gloo down while another still talks to it
                 dist.destroy_process_group()
     return RunResult(status, exp_dir, engine, error)
