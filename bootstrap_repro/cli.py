@@ -7,12 +7,13 @@ input (one ``error:`` line, no traceback), 130 interrupted (resumable).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,7 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
     from bootstrap_repro.record import NO_CACHE_ENV
     from bootstrap_repro.runtimes import launch_distributed, wants_distributed
 
-    if args.no_cache:
-        os.environ[NO_CACHE_ENV] = "1"  # torchrun's ranks inherit it
-    use_cache = os.environ.get(NO_CACHE_ENV, "").lower() not in ("1", "true", "yes")
+    use_cache = not args.no_cache and os.environ.get(NO_CACHE_ENV, "").lower() not in ("1", "true", "yes")
     if wants_distributed(opt):
         from bootstrap_repro.run import cached_run, check_exp_dir
 
@@ -123,7 +122,8 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         if hit is not None:
             print(hit.cache_hit.describe())  # type: ignore[union-attr]
             return 0
-        return launch_distributed(opt, ["-o", args.path_opts, *overrides])
+        with _environ(NO_CACHE_ENV, None if use_cache else "1"):  # torchrun's ranks inherit it
+            return launch_distributed(opt, ["-o", args.path_opts, *overrides])
     from bootstrap_repro.run import run
 
     result = run(opt, cache=use_cache)
@@ -160,6 +160,22 @@ def _torchrun_flags(argv: list[str]) -> list[str]:
         else:
             out.append(tok)
     return out
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str | None) -> Iterator[None]:
+    """Set (or, for None, leave alone) an environment variable inside the block."""
+    old = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if value is not None:
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:

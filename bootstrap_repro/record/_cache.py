@@ -372,7 +372,7 @@ class ResultCache:
                 if not ok:  # being published or read right now
                     report.kept += 1
                     continue
-                manifest, problem = self._check(key)
+                _, problem = self._check(key)
                 size = _dir_size(self.entry_path(key))
                 if problem is not None:
                     self._remove_dir(self.entry_path(key))

@@ -104,8 +104,10 @@ def _remote_url(repo: Any, branch: str | None) -> str | None:
         return None
     name = None
     if branch is not None:
+        section = f'branch "{branch}"'
         with repo.config_reader() as cfg:
-            name = cfg.get_value(f'branch "{branch}"', "remote", default=None)
+            if cfg.has_option(section, "remote"):
+                name = cfg.get_value(section, "remote")
     if name not in names:
         name = "origin" if "origin" in names else names[0]
     try:

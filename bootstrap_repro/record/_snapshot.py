@@ -108,9 +108,9 @@ def _path_entries() -> list[Path]:
 def locate_module(name: str) -> tuple[Path | None, Path | None]:
     """``(source file, sys.path root)`` of module ``name``, found without importing it when possible."""
     parts = name.split(".")
-    mod = sys.modules.get(name)
-    if mod is not None and getattr(mod, "__file__", None):
-        return _with_root(Path(mod.__file__), parts)
+    loaded = getattr(sys.modules.get(name), "__file__", None)
+    if loaded:
+        return _with_root(Path(loaded), parts)
     for root in _path_entries():
         base = root.joinpath(*parts)
         for cand in (base.parent / (parts[-1] + ".py"), base / "__init__.py"):
@@ -246,18 +246,18 @@ class CodeSnapshot:
 
     def _write_tar(self, f: Any) -> None:
         # Deterministic: no timestamps, owners or names of this machine.
-        with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for u in sorted(self.untracked, key=lambda u: u.path):
-                    info = tarfile.TarInfo(u.path)
-                    info.mode = u.mode & 0o7777
-                    info.mtime = 0
-                    if u.link is not None:
-                        info.type, info.linkname = tarfile.SYMTYPE, u.link
-                        tar.addfile(info)
-                    else:
-                        info.size = len(u.data)
-                        tar.addfile(info, io.BytesIO(u.data))
+        with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for u in sorted(self.untracked, key=lambda u: u.path):
+                info = tarfile.TarInfo(u.path)
+                info.mode = u.mode & 0o7777
+                info.mtime = 0
+                if u.link is not None:
+                    info.type, info.linkname = tarfile.SYMTYPE, u.link
+                    tar.addfile(info)
+                else:
+                    info.size = len(u.data)
+                    tar.addfile(info, io.BytesIO(u.data))
 
 
 def _experiment_roots(paths: tuple[str, ...]) -> list[str]:
@@ -350,13 +350,14 @@ def snapshot_code(
     installed = _installed_dirs()
     hashed = []
     for p in plugins:
-        if p.file is None or p.root is None:
+        file, path_root = p.file, p.root
+        if file is None or path_root is None:
             hashed.append(p)
-        elif not _is_under(p.file, root) and not any(_is_under(p.file, d) for d in installed):
-            p = replace(p, sha256=_hash_source(p.file, p.root, p.module))  # outside the repo: its package is code
+        elif not _is_under(file, root) and not any(_is_under(file, d) for d in installed):
+            p = replace(p, sha256=_hash_source(file, path_root, p.module))  # outside the repo: its package is code
             snap.external[p.module] = p.sha256 or "missing"
             hashed.append(p)
         else:  # in the repo (the diff covers it) or installed (the package set covers it)
-            hashed.append(replace(p, sha256=_sha256(p.file.read_bytes())))
+            hashed.append(replace(p, sha256=_sha256(file.read_bytes())))
     snap.plugins = hashed
     return snap

@@ -77,6 +77,8 @@ def compare_logs(original: Mapping[str, Any], rerun: Mapping[str, Any], ignore: 
     identical, found = 0, []
     for order, key in enumerate(keys):
         a, b = original.get(key, _MISSING), rerun.get(key, _MISSING)
+        if a is _MISSING and isinstance(b, list) or b is _MISSING and isinstance(a, list):
+            a, b = ([] if a is _MISSING else a), ([] if b is _MISSING else b)  # a missing key: missing values
         if isinstance(a, list) and isinstance(b, list):
             first = None
             for i in range(max(len(a), len(b))):

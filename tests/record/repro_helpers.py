@@ -67,7 +67,7 @@ NOISY = textwrap.dedent("""
 
 def git(repo: Path, *args: str) -> str:
     """Run git in ``repo`` and return its stdout (fails the test on error)."""
-    r = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+    r = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False,
                        env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
                             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"})
     assert r.returncode == 0, (args, r.stderr)

@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from bootstrap_repro.cli import main
 from conftest import cli
 from repro_helpers import NOISY, env_for, git, make_dirty, make_repo
+
+from bootstrap_repro.cli import main
 
 pytestmark = pytest.mark.slow
 
