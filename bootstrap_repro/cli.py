@@ -114,6 +114,10 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
     from bootstrap_repro.runtimes import launch_distributed, wants_distributed
 
     use_cache = not args.no_cache and os.environ.get(NO_CACHE_ENV, "").lower() not in ("1", "true", "yes")
+    from bootstrap_repro.runtimes import launch_docker, wants_docker
+
+    if wants_docker(opt):  # the same command, in a container (the record and cache work inside it)
+        return launch_docker(opt, args.path_opts, overrides, cache=use_cache)
     if wants_distributed(opt):
         from bootstrap_repro.run import cached_run, check_exp_dir
 

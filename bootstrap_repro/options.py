@@ -48,7 +48,12 @@ DEFAULTS: dict[str, Any] = {
     },
     "dataset": {"train_split": "train", "eval_split": "val", "nb_threads": 0, "batch_size": 64},
     "view": [],
-    "runtime": {"nproc_per_node": 1, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": None, "rdzv_id": None},
+    "runtime": {
+        "nproc_per_node": 1, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": None, "rdzv_id": None,
+        "name": "local",  # local | docker (runtimes/_docker.py)
+        "docker": {"image": None, "dockerfile": None, "build_args": [], "gpus": "none", "shm_size": "2g",
+                   "env": [], "mounts": []},
+    },
 }
 
 #: Keys that select an *action* on an experiment rather than describing it.

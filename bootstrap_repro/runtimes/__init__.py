@@ -1,5 +1,34 @@
-"""Where a run executes: in this process, or several processes launched by torchrun."""
+"""Where a run executes: in this process, several processes launched by torchrun, or a Docker container."""
 
 from bootstrap_repro.runtimes._distributed import launch_distributed, wants_distributed
+from bootstrap_repro.runtimes._docker import (
+    CONTAINER_ENV,
+    DockerError,
+    DockerSettings,
+    DockerUnavailableError,
+    ExpDirNotWritableError,
+    GPURuntimeError,
+    ImageBuildError,
+    ImageInfo,
+    ImageNotFoundError,
+    ensure_image,
+    launch_docker,
+    wants_docker,
+)
 
-__all__ = ["launch_distributed", "wants_distributed"]
+__all__ = [
+    "launch_distributed",
+    "wants_distributed",
+    "CONTAINER_ENV",
+    "DockerError",
+    "DockerSettings",
+    "DockerUnavailableError",
+    "ExpDirNotWritableError",
+    "GPURuntimeError",
+    "ImageBuildError",
+    "ImageInfo",
+    "ImageNotFoundError",
+    "ensure_image",
+    "launch_docker",
+    "wants_docker",
+]

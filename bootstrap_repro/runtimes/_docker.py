@@ -1,0 +1,807 @@
+"""Running an experiment inside a Docker container (``runtime.name: docker``).
+
+``bootstrap-repro run -o cfg.yaml --runtime.name docker`` checks the options and
+the experiment dir here, on the host, then:
+
+1. finds or builds the image.  With ``runtime.docker.image`` set, that image is
+   used as is (pulled when missing).  Otherwise the image is built from
+   ``runtime.docker.dockerfile`` (default: the project's top-level ``Dockerfile``)
+   with its directory as the build context, filtered by its ``.dockerignore``.
+   The image is tagged ``bootstrap-repro:<hash>`` and labelled with a hash of
+   its inputs (the context files, the build args, the base images' ids), so an
+   unchanged image is found by that label and never rebuilt;
+2. runs ``python -m bootstrap_repro run -o <options> <overrides>`` in a
+   container through the Docker SDK: same absolute paths inside and outside
+   (the code read-only, the experiment dir's parent read-write), ``--init``,
+   the invoking user's uid:gid, ``HOME=/tmp``, GPUs through device requests,
+   logs streamed live, the container's exit code returned;
+3. SIGINT/SIGTERM stop the container (the run inside saves and exits 130, so
+   the experiment resumes); a second signal kills it.  Every container carries
+   the labels :data:`LABEL` and :data:`EXP_LABEL` and is removed after any exit.
+
+The container facts (image id, repo digest, base images, run arguments) reach
+the run inside through the :data:`CONTAINER_ENV` variable (JSON), which also
+tells the command inside not to start another container.  The Docker SDK is
+imported only when a Docker run starts.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import signal
+import sys
+import tarfile
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from bootstrap_repro.errors import OptionsError, ReproError
+from bootstrap_repro.record import CACHE_DIR_ENV, NO_CACHE_ENV, cache_root
+
+__all__ = [
+    "CONTAINER_ENV",
+    "LABEL",
+    "EXP_LABEL",
+    "INPUTS_LABEL",
+    "DockerError",
+    "DockerUnavailableError",
+    "ImageBuildError",
+    "ImageNotFoundError",
+    "GPURuntimeError",
+    "ExpDirNotWritableError",
+    "DockerSettings",
+    "BuildContext",
+    "ImageInfo",
+    "wants_docker",
+    "connect",
+    "ensure_image",
+    "launch_docker",
+    "default_dockerfile",
+    "base_images",
+]
+
+#: JSON of the container facts, set inside the container: the record copies it into ``runtime``.
+CONTAINER_ENV = "BOOTSTRAP_REPRO_CONTAINER"
+#: Label on every container and image this module makes.
+LABEL = "bootstrap-repro"
+#: Label of a container: the absolute experiment dir it runs.
+EXP_LABEL = "bootstrap-repro.exp"
+#: Label of a built image: the hash of its build inputs.
+INPUTS_LABEL = "bootstrap-repro.inputs"
+#: Label of a built image: JSON list of its base images.
+BASES_LABEL = "bootstrap-repro.base-images"
+IMAGE_REPO = "bootstrap-repro"
+#: Host variables passed into the container when set (they change numerics, threads or hooks).
+PASS_ENV: tuple[str, ...] = (
+    "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "CUDA_LAUNCH_BLOCKING",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NCCL_ALGO", "NCCL_PROTO",
+    "BOOTSTRAP_REPRO_HOOKS", NO_CACHE_ENV, "PYTHONPATH",
+)
+#: Seconds ``docker stop`` waits for the run to save and exit before it kills the container.
+STOP_TIMEOUT_S = 60
+_SHM_SIZE = re.compile(r"^\d+[bkmg]?$", re.I)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INPUTS_SCHEME = "bootstrap-repro image inputs v1"
+_TAR_MTIME = 946684800  # 2000-01-01: deterministic, and after 1980 (zip/wheel timestamps)
+
+
+# --------------------------------------------------------------------------- errors
+class DockerError(ReproError, RuntimeError):
+    """A Docker problem the user can fix (exit code 2)."""
+
+
+class DockerUnavailableError(DockerError, ConnectionError):
+    """No Docker engine reachable, or no permission on its socket."""
+
+
+class ImageBuildError(DockerError):
+    """``docker build`` of the experiment image failed."""
+
+
+class ImageNotFoundError(DockerError, LookupError):
+    """An image (or base image) that is not on this engine and cannot be pulled."""
+
+
+class GPURuntimeError(DockerError):
+    """GPUs were asked but the engine has no NVIDIA runtime."""
+
+
+class ExpDirNotWritableError(ReproError, PermissionError):
+    """The experiment dir cannot be created or written by the invoking user."""
+
+
+# --------------------------------------------------------------------------- options
+def wants_docker(options: Any) -> bool:
+    """Whether this command must run in a container (and is not already running in one)."""
+    name = options.get("runtime.name", "local")
+    if name not in ("local", "docker"):
+        raise OptionsError(f"runtime.name: expected local or docker, got {name!r}")
+    return name == "docker" and CONTAINER_ENV not in os.environ
+
+
+def _pairs(key: str, value: Any) -> dict[str, str]:
+    """``{K: V}`` or ``['K=V', ...]`` → ``{'K': 'V'}``."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        items = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = []
+        for item in value:
+            name, eq, val = str(item).partition("=")
+            if not eq:
+                raise OptionsError(f"{key}: expected NAME=VALUE items, got {item!r}")
+            items.append((name, val))
+    else:
+        raise OptionsError(f"{key}: expected a mapping or a list of NAME=VALUE, got {value!r}")
+    out = {}
+    for name, val in items:
+        if not _ENV_NAME.match(name):
+            raise OptionsError(f"{key}: {name!r} is not a valid variable name (letters, digits, _)")
+        out[name] = "" if val is None else str(val).lower() if isinstance(val, bool) else str(val)
+    return out
+
+
+def _gpus(value: Any) -> int | list[str] | None:
+    """``none`` → None; ``all`` → -1; ``2`` → 2 (a count); ``device=0,1`` or ``[0, 1]`` → ids."""
+    if value is None or value is False or str(value).lower() == "none":
+        return None
+    if value is True or str(value).lower() == "all":
+        return -1
+    if isinstance(value, list) and value:
+        return [str(v) for v in value]
+    text = str(value)
+    if text.startswith("device="):
+        ids = [v.strip() for v in text[len("device="):].split(",") if v.strip()]
+        if ids:
+            return ids
+    elif text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise OptionsError(
+        f"runtime.docker.gpus: expected none, all, a count (e.g. 2) or device=ID[,ID] (e.g. device=0,1), got {value!r}"
+    )
+
+
+def default_dockerfile() -> Path | None:
+    """The project's top-level ``Dockerfile``, when bootstrap-repro runs from its source tree."""
+    import bootstrap_repro
+
+    path = Path(bootstrap_repro.__file__).resolve().parents[1] / "Dockerfile"
+    return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """The validated ``runtime.docker`` options."""
+
+    image: str | None
+    dockerfile: Path
+    build_args: dict[str, str]
+    gpus: int | list[str] | None  #: None: no GPU; -1: all; N: a count; list: device ids
+    shm_size: str
+    env: dict[str, str]
+    mounts: tuple[tuple[Path, bool], ...]  #: extra (host path, read_only)
+
+    @classmethod
+    def from_options(cls, options: Any) -> DockerSettings:
+        """Read and check ``runtime.docker.*``; raises :class:`OptionsError` naming the key."""
+        image = options.get("runtime.docker.image") or None
+        if image is not None and not isinstance(image, str):
+            raise OptionsError(f"runtime.docker.image: expected an image name or id, got {image!r}")
+        raw = options.get("runtime.docker.dockerfile") or None
+        if raw is None:
+            dockerfile = default_dockerfile()
+            if dockerfile is None and image is None:
+                raise OptionsError(
+                    "runtime.docker.dockerfile: bootstrap-repro is installed without its source tree, so there is "
+                    "no default Dockerfile; set runtime.docker.dockerfile to your Dockerfile or runtime.docker.image"
+                )
+        else:
+            dockerfile = Path(str(raw)).expanduser().absolute()
+            if not dockerfile.is_file():
+                raise OptionsError(f"runtime.docker.dockerfile: {raw} is not a file; give the path of a Dockerfile")
+        shm = options.get("runtime.docker.shm_size", "2g")
+        if not _SHM_SIZE.match(str(shm)):
+            raise OptionsError(f"runtime.docker.shm_size: expected a size like 512m or 2g, got {shm!r}")
+        return cls(
+            image=image,
+            dockerfile=dockerfile or Path("Dockerfile"),
+            build_args=_pairs("runtime.docker.build_args", options.get("runtime.docker.build_args")),
+            gpus=_gpus(options.get("runtime.docker.gpus", "none")),
+            shm_size=str(shm),
+            env=_pairs("runtime.docker.env", options.get("runtime.docker.env")),
+            mounts=tuple(_mounts(options.get("runtime.docker.mounts"))),
+        )
+
+
+def _mounts(value: Any) -> Iterator[tuple[Path, bool]]:
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise OptionsError(f"runtime.docker.mounts: expected a list of PATH or PATH:rw, got {value!r}")
+    for item in value:
+        text = str(item)
+        path, mode = (text[:-3], text[-2:]) if text.endswith((":rw", ":ro")) else (text, "ro")
+        host = Path(path).expanduser().absolute()
+        if not host.exists():
+            raise OptionsError(f"runtime.docker.mounts: {path} does not exist; mounts are host paths (PATH or PATH:rw)")
+        yield host, mode == "ro"
+
+
+# --------------------------------------------------------------------------- build context
+def _ignore_patterns(root: Path) -> list[tuple[bool, str]]:
+    """``.dockerignore`` lines as ``(is_exception, pattern)``."""
+    path = root / ".dockerignore"
+    if not path.is_file():
+        return []
+    patterns = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        pattern = os.path.normpath(line[1:].strip() if negated else line).lstrip("/")
+        if pattern not in (".", ""):
+            patterns.append((negated, pattern))
+    return patterns
+
+
+def _matches(path: str, pattern: str) -> bool:
+    if pattern.startswith("**/") and fnmatch.fnmatchcase(path, pattern[3:]):
+        return True
+    return fnmatch.fnmatchcase(path, pattern)
+
+
+def _ignored(rel: str, patterns: Sequence[tuple[bool, str]]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents decides."""
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for negated, pattern in patterns:
+        if any(_matches(p, pattern) for p in prefixes):
+            ignored = not negated
+    return ignored
+
+
+def _may_reinclude(rel_dir: str, patterns: Sequence[tuple[bool, str]]) -> bool:
+    """Whether an exception pattern could re-include something under an ignored dir."""
+    return any(neg and (p.startswith(rel_dir + "/") or p == rel_dir or _glob_magic(p)) for neg, p in patterns)
+
+
+def _glob_magic(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """The files sent to ``docker build``: the Dockerfile's dir minus its ``.dockerignore``."""
+
+    root: Path
+    dockerfile: str  #: relative to root
+    files: tuple[str, ...]  #: relative POSIX paths, sorted
+
+    @classmethod
+    def collect(cls, dockerfile: Path) -> BuildContext:
+        root = dockerfile.parent
+        patterns = _ignore_patterns(root)
+        files = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel_dir = Path(dirpath).relative_to(root).as_posix()
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not (_ignored(rel_dir + d, patterns) and not _may_reinclude(rel_dir + d, patterns))
+            )
+            files += [rel_dir + f for f in filenames if not _ignored(rel_dir + f, patterns)]
+        always = {dockerfile.name, ".dockerignore"} & set(os.listdir(root))  # docker sends them regardless
+        return cls(root, dockerfile.name, tuple(sorted(set(files) | always)))
+
+    def digest(self, build_args: dict[str, str], base_ids: dict[str, str | None]) -> str:
+        """sha256 of everything the image is made from."""
+        h = hashlib.sha256(f"{_INPUTS_SCHEME}\0{self.dockerfile}\0".encode())
+        for rel in self.files:
+            path = self.root / rel
+            if path.is_symlink():
+                data = f"link:{os.readlink(path)}".encode()
+            else:
+                data = path.read_bytes()
+            h.update(f"{rel}\0{_mode(path):o}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+        h.update(json.dumps([sorted(build_args.items()), sorted(base_ids.items())]).encode())
+        return h.hexdigest()
+
+    def write_tar(self, fileobj: IO[bytes]) -> None:
+        """A deterministic tar of the context (fixed mtime and owner)."""
+        with tarfile.open(fileobj=fileobj, mode="w") as tar:
+            for rel in self.files:
+                path = self.root / rel
+                info = tar.gettarinfo(str(path), arcname=rel)
+                info.mtime, info.uid, info.gid, info.uname, info.gname = _TAR_MTIME, 0, 0, "root", "root"
+                info.mode = _mode(path)
+                if info.isreg():
+                    with path.open("rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+        fileobj.seek(0)
+
+
+def _mode(path: Path) -> int:
+    return 0o755 if not path.is_symlink() and os.access(path, os.X_OK) else 0o644
+
+
+def _logical_lines(text: str) -> Iterator[str]:
+    """Dockerfile instructions with ``\\`` continuations joined and comments dropped."""
+    buf = ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        if line.rstrip().endswith("\\"):
+            buf += line.rstrip()[:-1] + " "
+            continue
+        buf += line
+        if buf.strip():
+            yield buf.strip()
+        buf = ""
+    if buf.strip():
+        yield buf.strip()
+
+
+def base_images(dockerfile_text: str, build_args: dict[str, str]) -> list[str]:
+    """The images a Dockerfile starts ``FROM`` (stage names and ``scratch`` left out), args resolved."""
+    args: dict[str, str] = {}
+    stages: set[str] = set()
+    bases: list[str] = []
+    seen_from = False
+    for line in _logical_lines(dockerfile_text):
+        word, _, rest = line.partition(" ")
+        if word.upper() == "ARG" and not seen_from:
+            name, eq, default = rest.strip().partition("=")
+            args[name.strip()] = build_args.get(name.strip(), default.strip().strip("\"'") if eq else "")
+        elif word.upper() == "FROM":
+            seen_from = True
+            tokens = [t for t in rest.split() if not t.startswith("--")]
+            if not tokens:
+                continue
+            image = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: args.get(m.group(1), ""), tokens[0])
+            if image.lower() not in stages and image != "scratch" and image not in bases:
+                bases.append(image)
+            if len(tokens) >= 3 and tokens[1].lower() == "as":
+                stages.add(tokens[2].lower())
+    return bases
+
+
+# --------------------------------------------------------------------------- engine access
+def _docker_host() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def connect() -> Any:
+    """A ``docker.DockerClient`` for ``$DOCKER_HOST`` (default: the local socket), checked with a ping."""
+    try:
+        import docker
+    except ImportError:
+        raise DockerError("runtime.name: docker needs the Docker SDK; pip install 'docker>=7'") from None
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        text = str(exc)
+        if "PermissionError" in text or "Permission denied" in text:
+            raise DockerUnavailableError(
+                f"runtime.name: docker: permission denied on the Docker socket {_docker_host()}; add your user to the "
+                f"docker group (sudo usermod -aG docker $USER, then log in again) or use rootless Docker"
+            ) from None
+        raise DockerUnavailableError(
+            f"runtime.name: docker: no Docker engine reachable at {_docker_host()} ({_one_line(text, 160)}); "
+            f"start it (sudo systemctl start docker, or dockerd) or set DOCKER_HOST"
+        ) from None
+    client.api.timeout = None  # builds and runs stream for as long as they take
+    return client
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _api_text(exc: Exception) -> str:
+    return _one_line(getattr(exc, "explanation", None) or str(exc))
+
+
+# --------------------------------------------------------------------------- images
+@dataclass(frozen=True)
+class ImageInfo:
+    """The image a run uses."""
+
+    id: str
+    tag: str | None
+    repo_digest: str | None  #: ``repo@sha256:...`` when the image came from a registry; local builds have none
+    base_images: list[str]
+    inputs: str | None  #: hash of the build inputs (images built here)
+    built: bool  #: built by this call
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "tag": self.tag, "repo_digest": self.repo_digest,
+                "base_images": self.base_images, "inputs_sha256": self.inputs}
+
+
+def _info(image: Any, built: bool) -> ImageInfo:
+    labels = image.labels or {}
+    digests = image.attrs.get("RepoDigests") or []
+    try:
+        bases = json.loads(labels.get(BASES_LABEL, "[]"))
+    except ValueError:
+        bases = []
+    return ImageInfo(image.id, image.tags[0] if image.tags else None, digests[0] if digests else None,
+                     bases, labels.get(INPUTS_LABEL), built)
+
+
+def _get_or_pull(client: Any, name: str, key: str, log: IO[str], hint: str) -> Any:
+    import docker
+
+    try:
+        return client.images.get(name)
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise DockerError(f"{key}: cannot inspect image {name!r} ({_api_text(exc)})") from None
+    if name.startswith("sha256:"):
+        raise ImageNotFoundError(f"{key}: image {name} is not on this Docker engine; {hint}")
+    print(f"docker: pulling {name} ...", file=log, flush=True)
+    try:
+        return client.images.pull(name)
+    except (docker.errors.APIError, docker.errors.ImageNotFound) as exc:
+        raise ImageNotFoundError(
+            f"{key}: image {name!r} is not on this Docker engine and pulling it failed ({_api_text(exc)}); {hint}"
+        ) from None
+
+
+def ensure_image(client: Any, settings: DockerSettings, log: IO[str]) -> ImageInfo:
+    """The image of ``settings``: ``runtime.docker.image``, or the built one (built only when missing)."""
+    if settings.image is not None:
+        image = _get_or_pull(client, settings.image, "runtime.docker.image", log,
+                             "docker pull / docker load it, or unset runtime.docker.image to build from the Dockerfile")
+        return _info(image, built=False)
+    context = BuildContext.collect(settings.dockerfile)
+    bases = base_images(settings.dockerfile.read_text(encoding="utf-8"), settings.build_args)
+    hint = "docker pull / docker load it, or pass --runtime.docker.build_args BASE_IMAGE=<an image on this engine>"
+    base_ids = {b: _get_or_pull(client, b, "runtime.docker.dockerfile: base image", log, hint).id for b in bases}
+    inputs = context.digest(settings.build_args, base_ids)
+    tag = f"{IMAGE_REPO}:{inputs[:16]}"
+    # By tag and label: images built FROM this one inherit its label.
+    found = client.images.list(name=tag, filters={"label": f"{INPUTS_LABEL}={inputs}"})
+    if found:
+        return _info(found[0], built=False)
+    print(f"docker: building image {tag} from {settings.dockerfile} ({len(context.files)} context files)",
+          file=log, flush=True)
+    image_id = _build(client, context, settings.build_args, tag,
+                      {LABEL: "1", INPUTS_LABEL: inputs, BASES_LABEL: json.dumps(bases)}, log)
+    return _info(client.images.get(image_id), built=True)
+
+
+def _build(client: Any, context: BuildContext, build_args: dict[str, str], tag: str,
+           labels: dict[str, str], log: IO[str]) -> str:
+    """Run ``docker build`` with the log streamed to ``log``; returns the image id."""
+    import docker
+
+    step, tail, image_id = "the start", deque(maxlen=20), None
+    with tempfile.TemporaryFile() as tar:
+        context.write_tar(tar)
+        try:
+            for chunk in client.api.build(
+                fileobj=tar, custom_context=True, dockerfile=context.dockerfile, tag=tag, buildargs=build_args,
+                labels=labels, network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
+            ):
+                if "stream" in chunk:
+                    text = chunk["stream"]
+                    log.write(text)
+                    log.flush()
+                    for line in text.splitlines():
+                        if line.startswith("Step "):
+                            step = line.strip()
+                        if line.strip():
+                            tail.append(line)
+                elif "error" in chunk:
+                    detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                    raise ImageBuildError(
+                        f"runtime.docker: image build failed at {step}: {_one_line(detail)}; its log is above"
+                    )
+                elif "aux" in chunk and isinstance(chunk["aux"], dict):
+                    image_id = chunk["aux"].get("ID", image_id)
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(f"runtime.docker: image build failed at {step}: {_api_text(exc)}") from None
+    if image_id is None:
+        last = tail[-1] if tail else "no output"
+        raise ImageBuildError(f"runtime.docker: image build ended without an image ({_one_line(last)})")
+    return image_id
+
+
+# --------------------------------------------------------------------------- container
+def check_writable(exp_dir: Path) -> None:
+    """``exp_dir`` (or the nearest existing parent, where it will be made) must be a writable dir."""
+    for path in (exp_dir, *exp_dir.parents):
+        try:
+            path.stat()
+        except (FileNotFoundError, NotADirectoryError, PermissionError):  # PermissionError: a parent is closed
+            continue
+        break
+    if not (path.is_dir() and os.access(path, os.W_OK | os.X_OK)):
+        raise ExpDirNotWritableError(
+            f"exp.dir: {exp_dir} cannot be written by uid {os.getuid()} ({path} is not a writable directory); "
+            f"choose another --exp.dir or fix its permissions"
+        )
+
+
+def _code_root(path: Path) -> Path:
+    """The git repo holding ``path`` (its root), else ``path`` itself."""
+    for candidate in (path, *path.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return path
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+@dataclass
+class RunSpec:
+    """Everything ``docker create`` gets for one run."""
+
+    image: ImageInfo
+    command: list[str]
+    working_dir: str
+    user: str
+    mounts: list[tuple[str, bool]]  #: (absolute path, read_only); same path inside and outside
+    env: dict[str, str]
+    shm_size: str
+    gpus: int | list[str] | None
+    labels: dict[str, str]
+    exp_dir: Path
+    passed_env: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """The effective run arguments (environment: names only)."""
+        return {"command": self.command, "working_dir": self.working_dir, "user": self.user, "init": True,
+                "mounts": [{"path": p, "read_only": ro} for p, ro in self.mounts], "shm_size": self.shm_size,
+                "gpus": self.gpus, "env": sorted(self.passed_env), "labels": self.labels}
+
+    def create_kwargs(self) -> dict[str, Any]:
+        from docker.types import DeviceRequest, Mount
+
+        gpus = []
+        if isinstance(self.gpus, int):
+            gpus = [DeviceRequest(count=self.gpus, capabilities=[["gpu"]])]
+        elif self.gpus:
+            gpus = [DeviceRequest(device_ids=list(self.gpus), capabilities=[["gpu"]])]
+        return dict(
+            image=self.image.id, command=self.command, working_dir=self.working_dir, user=self.user,
+            environment=self.env, labels=self.labels, init=True, shm_size=self.shm_size, device_requests=gpus,
+            mounts=[Mount(target=p, source=p, type="bind", read_only=ro) for p, ro in self.mounts],
+            privileged=False, tty=False, stdin_open=False, detach=True,
+        )
+
+
+def _plan_mounts(wanted: Iterable[tuple[Path, bool]]) -> list[tuple[str, bool]]:
+    """One bind mount per path; a read-only path already under a mount of the same kind is dropped."""
+    by_path: dict[Path, bool] = {}
+    for path, read_only in wanted:
+        by_path[path] = by_path.get(path, True) and read_only  # read-write wins
+    keep = []
+    for path, read_only in sorted(by_path.items(), key=lambda kv: len(kv[0].parts)):
+        covering = [ro for p, ro in keep if _under(path, p)]
+        if covering and covering[-1] == read_only:
+            continue
+        keep.append((path, read_only))
+    return [(str(p), ro) for p, ro in keep]
+
+
+def run_spec(options: Any, options_path: str, overrides: Sequence[str], settings: DockerSettings,
+             image: ImageInfo, exp_dir: Path, *, cache: bool = True) -> RunSpec:
+    """The container of ``bootstrap-repro run -o options_path overrides`` (``cache=False``: ``--no-cache``)."""
+    options_file = Path(os.path.abspath(options_path))
+    cwd = Path.cwd()
+    wanted: list[tuple[Path, bool]] = [(_code_root(options_file.parent), True), (exp_dir.parent, False)]
+    if cwd != Path("/"):
+        wanted.append((cwd, True))
+    passed = [k for k in PASS_ENV if k in os.environ]
+    for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if "PYTHONPATH" in passed else []:
+        if entry and Path(entry).is_dir():
+            wanted.append((Path(os.path.abspath(entry)), True))
+    wanted += list(settings.mounts)
+    # The exp dir stays writable: no read-only mount between it and its parent's (e.g. `-o <exp>/options.yaml`).
+    wanted = [(p, ro) for p, ro in wanted
+              if not (ro and _under(p, exp_dir.parent) and (_under(exp_dir, p) or _under(p, exp_dir)))]
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        import pwd
+
+        user_name = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        user_name = f"uid{uid}"
+    env = {k: os.environ[k] for k in passed}
+    env.update(settings.env)
+    cache_dir = _cache_base()
+    if cache_dir is not None:  # the run inside shares the host's result cache
+        wanted.append((cache_dir, False))
+        env[CACHE_DIR_ENV] = str(cache_dir)
+    if not cache:
+        env[NO_CACHE_ENV] = "1"
+    env.update({"HOME": "/tmp", "USER": user_name, "LOGNAME": user_name,
+                "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    labels = {LABEL: "1", EXP_LABEL: str(exp_dir), INPUTS_LABEL: image.inputs or ""}
+    command = ["python", "-m", "bootstrap_repro", "run", "-o", str(options_file), *overrides]
+    spec = RunSpec(image, command, str(cwd), f"{uid}:{gid}", _plan_mounts(wanted), env, settings.shm_size,
+                   settings.gpus, labels, exp_dir, passed + sorted(settings.env))
+    spec.env[CONTAINER_ENV] = json.dumps({"kind": "docker", "image": image.record(), "run": spec.record()},
+                                         sort_keys=True)
+    return spec
+
+
+def _cache_base() -> Path | None:
+    """The host's result-cache dir (made if missing), or None when it cannot be made."""
+    base = Path(os.path.abspath(cache_root().parent))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return base
+
+
+def _clean_leftovers(client: Any, exp_dir: Path) -> None:
+    """Remove stopped containers of this experiment; refuse while one still runs it."""
+    import docker
+
+    found = client.containers.list(all=True, filters={"label": [f"{LABEL}=1", f"{EXP_LABEL}={exp_dir}"]})
+    for container in found:
+        if container.status in ("running", "restarting", "paused", "removing"):
+            raise DockerError(
+                f"exp.dir: container {container.short_id} is still running {exp_dir}; "
+                f"wait for it or stop it (docker stop {container.short_id})"
+            )
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+class _Stopper:
+    """SIGINT/SIGTERM handler: the first signal stops the container, a second one kills it."""
+
+    def __init__(self, log: IO[str]) -> None:
+        self.container: Any = None
+        self.signals = 0
+        self.log = log
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.signals += 1
+        if self.container is None:
+            return
+        if self.signals == 1:
+            print(f"docker: {signal.Signals(signum).name}: stopping the container (the run saves and can be resumed; "
+                  f"again to kill it)", file=self.log, flush=True)
+            self._in_thread(lambda: self.container.stop(timeout=STOP_TIMEOUT_S))
+        else:
+            self._in_thread(self.container.kill)
+
+    @staticmethod
+    def _in_thread(fn: Callable[[], Any]) -> None:
+        """Call ``fn`` in a thread (the main one keeps streaming the logs), ignoring Docker errors."""
+        import docker
+
+        def call() -> None:
+            with contextlib.suppress(docker.errors.DockerException, OSError):
+                fn()
+
+        threading.Thread(target=call, daemon=True).start()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Stopper]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _pump(stream: Iterable[tuple[bytes | None, bytes | None]], out: IO[str], err: IO[str]) -> None:
+    """Copy the container's demultiplexed output to ``out``/``err`` as it comes."""
+    decoders = (codecs.getincrementaldecoder("utf-8")("replace"), codecs.getincrementaldecoder("utf-8")("replace"))
+    for chunks in stream:
+        for data, target, decoder in zip(chunks, (out, err), decoders):
+            if data:
+                target.write(decoder.decode(data))
+                target.flush()
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """``mkdir -p path``; returns the dirs it created, deepest first."""
+    made = []
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        made.append(candidate)
+    path.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _start_error(exc: Exception, spec: RunSpec) -> DockerError:
+    text = _api_text(exc)
+    if "could not select device driver" in text:
+        return GPURuntimeError(
+            f"runtime.docker.gpus: {spec.gpus if spec.gpus != -1 else 'all'} asked but this Docker engine has no "
+            f"NVIDIA runtime ({text}); install the NVIDIA container toolkit, or set --runtime.docker.gpus none"
+        )
+    return DockerError(f"runtime.docker: the container did not start ({text})")
+
+
+def _run_container(client: Any, spec: RunSpec, out: IO[str], err: IO[str]) -> int:
+    import docker
+
+    made = _make_parents(spec.exp_dir.parent)
+    container, started = None, False
+    stopper = _Stopper(err)
+    try:
+        with stopper.installed():
+            try:
+                container = client.containers.create(**spec.create_kwargs())
+            except docker.errors.APIError as exc:
+                raise DockerError(f"runtime.docker: cannot create the container ({_api_text(exc)})") from None
+            stopper.container = container
+            if stopper.signals:
+                return 130
+            stream = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                raise _start_error(exc, spec) from None
+            started = True
+            print(f"docker: container {container.short_id} of image {spec.image.tag or spec.image.id} "
+                  f"({spec.image.id}) started", file=err, flush=True)
+            _pump(stream, out, err)
+            return int(container.wait()["StatusCode"])
+    finally:
+        if container is not None:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+        if not started:
+            for path in made:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+
+
+def launch_docker(options: Any, options_path: str, overrides: Sequence[str], *, cache: bool = True,
+                  out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """Check everything, find or build the image, run the experiment in a container; returns its exit code.
+
+    ``cache=False`` is ``run --no-cache`` (the run inside neither reads nor fills the result cache).
+    """
+    from bootstrap_repro.run import check_exp_dir
+
+    out, err = out or sys.stdout, err or sys.stderr
+    settings = DockerSettings.from_options(options)
+    exp_value = options.get("exp.dir")
+    if exp_value:
+        check_writable(Path(os.path.abspath(str(exp_value))))
+    exp_path, _ = check_exp_dir(options)
+    exp_dir = Path(os.path.abspath(exp_path))
+    client = connect()
+    try:
+        _clean_leftovers(client, exp_dir)
+        image = ensure_image(client, settings, err)
+        spec = run_spec(options, options_path, overrides, settings, image, exp_dir, cache=cache)
+        return _run_container(client, spec, out, err)
+    finally:
+        client.close()
