@@ -1,0 +1,291 @@
+"""The Docker runtime without a Docker engine: options, build context and its hash, mounts, error texts."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, cli
+from bootstrap_repro.errors import OptionsError, ReproError
+from bootstrap_repro.options import Options
+from bootstrap_repro.runtimes import (
+    CONTAINER_ENV,
+    DockerSettings,
+    DockerUnavailableError,
+    ExpDirNotWritableError,
+    wants_docker,
+)
+from bootstrap_repro.runtimes._docker import (
+    BuildContext,
+    _plan_mounts,
+    base_images,
+    check_writable,
+    connect,
+    default_dockerfile,
+)
+
+
+def settings(tiny_options, **docker) -> DockerSettings:
+    return DockerSettings.from_options(tiny_options({"runtime": {"name": "docker", "docker": docker}}))
+
+
+# --------------------------------------------------------------------------- options
+def test_runtime_name_selects_docker_except_inside_a_container(tiny_options, monkeypatch):
+    monkeypatch.delenv(CONTAINER_ENV, raising=False)
+    assert wants_docker(tiny_options()) is False
+    assert wants_docker(tiny_options(argv=["--runtime.name", "docker"])) is True
+    monkeypatch.setenv(CONTAINER_ENV, "{}")
+    assert wants_docker(tiny_options(argv=["--runtime.name", "docker"])) is False
+
+
+def test_unknown_runtime_name(tiny_options):
+    with pytest.raises(OptionsError, match=r"^runtime.name: expected local or docker, got 'podman'$"):
+        wants_docker(tiny_options(argv=["--runtime.name", "podman"]))
+
+
+def test_defaults_keep_the_existing_runtime_keys(tiny_options):
+    opt = tiny_options()
+    assert opt["runtime.nproc_per_node"] == 1 and opt["runtime.name"] == "local"
+    s = DockerSettings.from_options(opt)
+    assert (s.image, s.gpus, s.shm_size, s.build_args, s.env, s.mounts) == (None, None, "2g", {}, {}, ())
+    assert s.dockerfile == REPO / "Dockerfile" == default_dockerfile()
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("none", None), (None, None), ("all", -1), (2, 2), ("2", 2), ("device=0,2", ["0", "2"]), ([1, 3], ["1", "3"]),
+])
+def test_gpus_values(tiny_options, value, expected):
+    assert settings(tiny_options, gpus=value).gpus == expected
+
+
+@pytest.mark.parametrize("value", ["some", 0, "device=", "-1"])
+def test_gpus_bad_value(tiny_options, value):
+    with pytest.raises(OptionsError, match=r"^runtime.docker.gpus: expected none, all, a count \(e.g. 2\) or "
+                                           r"device=ID\[,ID\] \(e.g. device=0,1\), got "):
+        settings(tiny_options, gpus=value)
+
+
+def test_gpus_from_the_command_line(tiny_options):
+    opt = tiny_options(argv=["--runtime.docker.gpus", "device=1"])
+    assert DockerSettings.from_options(opt).gpus == ["1"]
+
+
+def test_env_and_build_args_as_mapping_or_list(tiny_options):
+    s = settings(tiny_options, env={"A": 1, "B": True}, build_args=["BASE_IMAGE=x:1", "PIP_ARGS=--no-index -q"])
+    assert s.env == {"A": "1", "B": "true"}
+    assert s.build_args == {"BASE_IMAGE": "x:1", "PIP_ARGS": "--no-index -q"}
+    opt = tiny_options(argv=["--runtime.docker.env", "X=1", "Y=a=b"])
+    assert DockerSettings.from_options(opt).env == {"X": "1", "Y": "a=b"}
+
+
+def test_env_bad_items(tiny_options):
+    with pytest.raises(OptionsError, match=r"^runtime.docker.env: expected NAME=VALUE items, got 'JUSTNAME'$"):
+        settings(tiny_options, env=["JUSTNAME"])
+    with pytest.raises(OptionsError, match=r"^runtime.docker.build_args: '1X' is not a valid variable name"):
+        settings(tiny_options, build_args={"1X": "a"})
+
+
+def test_shm_size_and_mounts_and_dockerfile_checked(tiny_options, tmp_path):
+    with pytest.raises(OptionsError, match=r"^runtime.docker.shm_size: expected a size like 512m or 2g, got '2 GB'$"):
+        settings(tiny_options, shm_size="2 GB")
+    with pytest.raises(OptionsError, match=r"^runtime.docker.mounts: /nonexistent/data does not exist; mounts are "
+                                           r"host paths \(PATH or PATH:rw\)$"):
+        settings(tiny_options, mounts=["/nonexistent/data"])
+    assert settings(tiny_options, mounts=[str(tmp_path), f"{REPO}:rw"]).mounts == ((tmp_path, True), (REPO, False))
+    with pytest.raises(OptionsError, match=r"^runtime.docker.dockerfile: nope/Dockerfile is not a file; give the path "
+                                           r"of a Dockerfile$"):
+        settings(tiny_options, dockerfile="nope/Dockerfile")
+
+
+# --------------------------------------------------------------------------- build inputs
+def test_base_images_resolve_args_and_skip_stages():
+    text = (
+        "# comment\nARG BASE_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime\nARG TAG\n"
+        "FROM ${BASE_IMAGE} AS build\nRUN echo \\\n  continued\nFROM build\nFROM --platform=linux/amd64 debian:$TAG\n"
+        "FROM scratch\n"
+    )
+    assert base_images(text, {}) == ["pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", "debian:"]
+    assert base_images(text, {"BASE_IMAGE": "mine:1", "TAG": "12"}) == ["mine:1", "debian:12"]
+
+
+def test_project_context_is_exactly_what_the_image_installs():
+    ctx = BuildContext.collect(REPO / "Dockerfile")
+    assert {"Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "docker/install_deps.py",
+            "docker/entrypoint.sh", "bootstrap_repro/__init__.py", "bootstrap_repro/views/template.html"} <= set(ctx.files)
+    outside = [f for f in ctx.files if f.split("/")[0] not in
+               {"Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "docker", "bootstrap_repro"}]
+    assert outside == []
+    assert not [f for f in ctx.files if "__pycache__" in f or f.endswith(".pyc")]
+    assert "docker/standin.py" not in ctx.files  # test tooling does not change the image
+
+
+def write_context(root: Path) -> Path:
+    (root / "pkg" / "__pycache__").mkdir(parents=True)
+    (root / "logs").mkdir()
+    (root / "Dockerfile").write_text("FROM base\nCOPY . /src\n")
+    (root / "pkg" / "a.py").write_text("A = 1\n")
+    (root / "pkg" / "__pycache__" / "a.pyc").write_bytes(b"x")
+    (root / "logs" / "big.bin").write_bytes(b"0" * 10)
+    (root / "logs" / "keep.txt").write_text("kept\n")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    (root / ".dockerignore").write_text("# generated\nlogs\n**/__pycache__\n!logs/keep.txt\n")
+    return root / "Dockerfile"
+
+
+def test_dockerignore_with_exceptions(tmp_path):
+    ctx = BuildContext.collect(write_context(tmp_path))
+    assert ctx.files == (".dockerignore", "Dockerfile", "logs/keep.txt", "pkg/a.py", "run.sh")
+
+
+def test_digest_follows_the_inputs_only(tmp_path):
+    dockerfile = write_context(tmp_path)
+    d0 = BuildContext.collect(dockerfile).digest({}, {"base": "sha256:1"})
+    assert BuildContext.collect(dockerfile).digest({}, {"base": "sha256:1"}) == d0
+    (tmp_path / "logs" / "big.bin").write_bytes(b"1" * 10)  # ignored file
+    (tmp_path / "pkg" / "__pycache__" / "a.pyc").write_bytes(b"y")
+    assert BuildContext.collect(dockerfile).digest({}, {"base": "sha256:1"}) == d0
+    assert BuildContext.collect(dockerfile).digest({"A": "1"}, {"base": "sha256:1"}) != d0  # build arg
+    assert BuildContext.collect(dockerfile).digest({}, {"base": "sha256:2"}) != d0  # base image rebuilt
+    (tmp_path / "run.sh").chmod(0o644)  # mode
+    d1 = BuildContext.collect(dockerfile).digest({}, {"base": "sha256:1"})
+    assert d1 != d0
+    (tmp_path / "pkg" / "a.py").write_text("A = 2\n")  # content
+    assert BuildContext.collect(dockerfile).digest({}, {"base": "sha256:1"}) not in (d0, d1)
+
+
+def test_context_tar_is_deterministic_and_complete(tmp_path):
+    ctx = BuildContext.collect(write_context(tmp_path))
+    blobs = []
+    for _ in range(2):
+        buf = io.BytesIO()
+        ctx.write_tar(buf)
+        blobs.append(buf.getvalue())
+    assert blobs[0] == blobs[1]
+    with tarfile.open(fileobj=io.BytesIO(blobs[0])) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert sorted(members) == list(ctx.files)
+        assert members["run.sh"].mode == 0o755 and members["pkg/a.py"].mode == 0o644
+        assert tar.extractfile("pkg/a.py").read() == b"A = 1\n"
+
+
+# --------------------------------------------------------------------------- mounts, dirs
+def test_mount_plan(tmp_path):
+    repo, logs = tmp_path / "repo", tmp_path / "repo" / "logs"
+    plan = _plan_mounts([(repo, True), (logs, False), (repo / "src", True), (repo, True), (tmp_path / "x", True)])
+    assert plan == [(str(repo), True), (str(tmp_path / "x"), True), (str(logs), False)]
+    # the same dir asked read-only and read-write is mounted once, read-write
+    assert _plan_mounts([(tmp_path, True), (tmp_path, False)]) == [(str(tmp_path), False)]
+
+
+def test_exp_dir_under_a_file_is_not_writable(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ExpDirNotWritableError, match=rf"^exp.dir: {tmp_path}/afile/exp cannot be written by uid "
+                                                     rf"{os.getuid()} \({tmp_path}/afile is not a writable directory\); "
+                                                     r"choose another --exp.dir or fix its permissions$"):
+        check_writable(tmp_path / "afile" / "exp")
+    check_writable(tmp_path / "new" / "deeper" / "exp")  # made later, under a writable dir
+    assert issubclass(ExpDirNotWritableError, (ReproError, PermissionError))
+
+
+# --------------------------------------------------------------------------- no engine
+def test_no_engine_reachable(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    with pytest.raises(DockerUnavailableError, match=rf"^runtime.name: docker: no Docker engine reachable at "
+                                                     rf"unix://{tmp_path}/docker.sock \(.*\); start it \(sudo systemctl "
+                                                     r"start docker, or dockerd\) or set DOCKER_HOST$"):
+        connect()
+
+
+def test_cli_without_engine_is_one_line_and_leaves_nothing(tiny_file, tmp_path):
+    options = tiny_file()
+    exp = tmp_path / "deep" / "exp"
+    r = cli("run", "-o", str(options), "--runtime.name", "docker", "--exp.dir", str(exp),
+            env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: runtime.name: docker: no Docker engine reachable")
+    assert not (tmp_path / "deep").exists()
+
+
+def test_cli_bad_docker_option_is_one_line(tiny_file):
+    r = cli("run", "-o", str(tiny_file()), "--runtime.name", "docker", "--runtime.docker.gpus", "many")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: runtime.docker.gpus: expected none, all") and r.stderr.count("\n") == 1
+
+
+def test_help_does_not_import_the_docker_sdk(tiny_file):
+    code = ("import sys, contextlib, io\nfrom bootstrap_repro.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['run', '-h'])\n    main(['run', '-o', {str(tiny_file())!r}, '-h'])\n"
+            "print('docker' in sys.modules, 'bootstrap_repro.runtimes' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_run_help_lists_the_docker_options(tiny_file):
+    r = cli("run", "-o", str(tiny_file()), "-h")
+    for key in ("runtime.name", "runtime.docker.image", "runtime.docker.dockerfile", "runtime.docker.build_args",
+                "runtime.docker.gpus", "runtime.docker.shm_size", "runtime.docker.env", "runtime.docker.mounts"):
+        assert f"--{key} " in r.stdout, key
+
+
+def test_run_spec(tiny_options, tmp_path, monkeypatch):
+    from docker.types import DeviceRequest
+
+    from bootstrap_repro.runtimes._docker import ImageInfo, run_spec
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-passed")
+    monkeypatch.setenv("BOOTSTRAP_REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    for name in ("PYTHONPATH", "BOOTSTRAP_REPRO_NO_CACHE", "BOOTSTRAP_REPRO_HOOKS"):
+        monkeypatch.delenv(name, raising=False)
+    opt = tiny_options({"runtime": {"name": "docker", "docker": {"gpus": "device=1", "env": {"WANDB_MODE": "off"}}}})
+    exp = tmp_path / "runs" / "exp"
+    info = ImageInfo("sha256:abc", "bootstrap-repro:0123", None, ["base:1"], "f" * 64, built=False)
+    spec = run_spec(opt, "options.yaml", ["--engine.nb_epochs", "2"], DockerSettings.from_options(opt), info, exp)
+    assert spec.command == ["python", "-m", "bootstrap_repro", "run", "-o", str(tmp_path / "options.yaml"),
+                            "--engine.nb_epochs", "2"]
+    assert spec.user == f"{os.getuid()}:{os.getgid()}" and spec.working_dir == str(tmp_path)
+    # options dir = cwd (read-only), exp parent and result cache (read-write), same paths inside
+    assert spec.mounts == [(str(tmp_path), True), (str(tmp_path / "runs"), False), (str(tmp_path / "cache"), False)]
+    assert spec.labels == {"bootstrap-repro": "1", "bootstrap-repro.exp": str(exp), "bootstrap-repro.inputs": "f" * 64}
+    env = spec.env
+    assert (env["HOME"], env["PYTHONUNBUFFERED"], env["OMP_NUM_THREADS"], env["WANDB_MODE"]) == ("/tmp", "1", "3", "off")
+    assert env["BOOTSTRAP_REPRO_CACHE_DIR"] == str(tmp_path / "cache") and "AWS_SECRET_ACCESS_KEY" not in env
+    facts = json.loads(env[CONTAINER_ENV])
+    assert facts["kind"] == "docker" and facts["image"] == info.record()
+    assert facts["run"]["user"] == spec.user and facts["run"]["gpus"] == ["1"] and facts["run"]["init"] is True
+    assert sorted(facts["run"]["env"]) == ["OMP_NUM_THREADS", "WANDB_MODE"]  # names only
+    kw = spec.create_kwargs()
+    assert kw["init"] is True and kw["privileged"] is False and kw["image"] == "sha256:abc"
+    assert kw["device_requests"] == [DeviceRequest(device_ids=["1"], capabilities=[["gpu"]])]
+    assert [(m["Source"], m["Target"], m["ReadOnly"], m["Type"]) for m in kw["mounts"]][0] == (
+        str(tmp_path), str(tmp_path), True, "bind")
+
+
+def test_run_spec_keeps_the_exp_dir_writable_when_resuming_from_its_options(tiny_options, tmp_path, monkeypatch):
+    from bootstrap_repro.runtimes._docker import ImageInfo, run_spec
+
+    exp = tmp_path / "runs" / "exp"
+    exp.mkdir(parents=True)
+    monkeypatch.chdir(exp)  # cwd and options file inside the exp dir, outside any git repo
+    for name in ("PYTHONPATH", "BOOTSTRAP_REPRO_NO_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    opt = tiny_options({"runtime": {"name": "docker"}})
+    info = ImageInfo("sha256:abc", None, None, [], None, built=False)
+    spec = run_spec(opt, str(exp / "options.yaml"), ["--exp.resume", "last"], DockerSettings.from_options(opt),
+                    info, exp)
+    assert (str(tmp_path / "runs"), False) in spec.mounts
+    assert not [p for p, ro in spec.mounts if ro and Path(p) in (exp, *exp.parents)]
+    assert spec.env.get("BOOTSTRAP_REPRO_NO_CACHE") is None
+    no_cache = run_spec(opt, "options.yaml", [], DockerSettings.from_options(opt), info, exp, cache=False)
+    assert no_cache.env["BOOTSTRAP_REPRO_NO_CACHE"] == "1"  # `run --no-cache` reaches the run inside
