@@ -1,0 +1,396 @@
+"""The sweep file: what to run, what to optimise and the search space, checked before anything starts.
+
+.. code-block:: yaml
+
+    sweep:
+      options: examples/digits/options.yaml   # base options file (relative to the current dir)
+      dir: logs/sweeps/lr                     # trials land in <dir>/trials/<number>/
+      objective: eval_epoch.acctop1           # <train|eval>_epoch.<name>, logged every epoch
+      direction: maximize                     # or minimize
+      n_trials: 20
+      jobs: 2                                 # parallel local workers
+      sampler: {name: tpe, seed: 0}           # tpe | random | grid | cmaes
+      pruner: {name: median, n_warmup_steps: 2}   # median | hyperband | none
+      storage: null                           # a file in <dir>; or postgresql://...
+    params:
+      optimizer.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+      model.network.hidden: {type: int, low: 16, high: 256}
+      optimizer.name: {type: categorical, choices: [sgd, adam]}
+    enqueue:                                  # optional: points to try first
+      - {optimizer.lr: 0.001, optimizer.name: adam}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from bootstrap_repro.errors import OptionsError, did_you_mean
+from bootstrap_repro.options import Options, flatten
+from bootstrap_repro.sweep._algorithms import AlgoSpec, make_pruner, make_sampler, parse_algo
+from bootstrap_repro.sweep._errors import SweepError
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["ParamSpec", "SweepSpec", "load_sweep", "parse_sweep", "OBJECTIVE_RE", "DIRECTIONS"]
+
+SWEEP_KEYS = ("options", "dir", "name", "objective", "direction", "n_trials", "jobs", "sampler", "pruner", "storage")
+TOP_KEYS = ("sweep", "params", "enqueue")
+PARAM_TYPES = ("float", "int", "categorical")
+_PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
+               "categorical": ("type", "choices")}
+DIRECTIONS = ("maximize", "minimize")
+#: ``eval_epoch.acctop1`` → mode ``eval``, metric ``acctop1``.
+OBJECTIVE_RE = re.compile(r"^(train|eval)_epoch\.([^.\s][^\s]*)$")
+STORAGE_SCHEMES = ("postgresql://", "postgresql+psycopg2://")
+
+Scalar = None | bool | int | float | str
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched option: ``optimizer.lr: {type: float, low: 1e-4, high: 0.1, log: true}``."""
+
+    key: str
+    type: str
+    low: float = 0  #: int for an int param; unused for a categorical one
+    high: float = 0
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Scalar, ...] = ()
+
+    @classmethod
+    def parse(cls, key: str, raw: Any) -> ParamSpec:
+        where = f"params.{key}"
+        if not isinstance(raw, Mapping):
+            raise SweepError(f"{where}: expected a mapping like {{type: float, low: 0.001, high: 0.1}}, got {raw!r}")
+        kind = raw.get("type")
+        if kind not in PARAM_TYPES:
+            hint = did_you_mean(str(kind), PARAM_TYPES) if isinstance(kind, str) else ""
+            raise SweepError(f"{where}.type: expected one of {', '.join(PARAM_TYPES)}, got {kind!r}{hint}")
+        for k in raw:
+            if k not in _PARAM_KEYS[kind]:
+                raise SweepError(f"{where}.{k}: unknown key for a {kind} param{did_you_mean(str(k), _PARAM_KEYS[kind])} "
+                                 f"(valid: {', '.join(_PARAM_KEYS[kind])})")
+        if kind == "categorical":
+            return cls._categorical(key, raw.get("choices"))
+        return cls._range(key, kind, raw)
+
+    @classmethod
+    def _categorical(cls, key: str, choices: Any) -> ParamSpec:
+        where = f"params.{key}.choices"
+        if not isinstance(choices, list) or not choices:
+            raise SweepError(f"{where}: expected a non-empty list of values, got {choices!r}")
+        for c in choices:
+            if c is not None and not isinstance(c, (bool, int, float, str)):
+                raise SweepError(f"{where}: choices must be null, bool, int, float or str, got {c!r}")
+        if len({(type(c), c) for c in choices}) != len(choices):
+            raise SweepError(f"{where}: choices must be distinct, got {choices!r}")
+        return cls(key, "categorical", choices=tuple(choices))
+
+    @classmethod
+    def _range(cls, key: str, kind: str, raw: Mapping[str, Any]) -> ParamSpec:
+        where = f"params.{key}"
+        check = _is_int if kind == "int" else _is_number
+        low, high, step, log = raw.get("low"), raw.get("high"), raw.get("step"), raw.get("log", False)
+        for name, v in (("low", low), ("high", high)):
+            if not check(v):
+                raise SweepError(f"{where}.{name}: expected {'an int' if kind == 'int' else 'a number'}, got {v!r}")
+        if not isinstance(log, bool):
+            raise SweepError(f"{where}.log: expected true or false, got {log!r}")
+        if step is not None and (not check(step) or step <= 0):
+            raise SweepError(f"{where}.step: expected a positive {'int' if kind == 'int' else 'number'}, got {step!r}")
+        if not low <= high:
+            raise SweepError(f"{where}: `low <= high` must hold, but got (low={low}, high={high})")
+        if log and low <= 0:
+            raise SweepError(f"{where}: `low > 0` must hold for log scale, but got (low={low}, high={high})")
+        if log and step is not None:
+            raise SweepError(f"{where}: `step` and `log: true` cannot be used together, but got (step={step}, log=true)")
+        if kind == "float":
+            return cls(key, kind, float(low), float(high), log, None if step is None else float(step))
+        return cls(key, kind, int(low), int(high), log, None if step is None else int(step))
+
+    # ---- views of the spec
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as stored in the study (compared on resume)."""
+        if self.type == "categorical":
+            return {"type": "categorical", "choices": list(self.choices)}
+        out: dict[str, Any] = {"type": self.type, "low": self.low, "high": self.high, "log": self.log}
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        from optuna import distributions as d
+
+        if self.type == "categorical":
+            return d.CategoricalDistribution(list(self.choices))
+        if self.type == "int":
+            return d.IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return d.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+    def suggest(self, trial: optuna.trial.Trial) -> Any:
+        """Draw this param for ``trial``."""
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.key, list(self.choices))
+        if self.type == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
+
+    def contains(self, value: Any) -> bool:
+        if self.type == "categorical":
+            return any(type(c) is type(value) and c == value for c in self.choices) or (
+                _is_number(value) and any(_is_number(c) and c == value for c in self.choices))
+        if self.type == "int" and not _is_int(value):
+            return False
+        return _is_number(value) and self.low <= value <= self.high
+
+    def grid_values(self) -> list[Any] | None:
+        """Every value of the range, or None for a float range without a step."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "int":
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.step is None:
+            return None
+        n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        return [round(self.low + i * self.step, 12) for i in range(n)]
+
+    def samples(self) -> list[Any]:
+        """Values that must all be valid for the option (bounds or choices)."""
+        return list(self.choices) if self.type == "categorical" else [self.low, self.high]
+
+
+def format_value(value: Any) -> list[str]:
+    """The command-line words after ``--key`` for ``value``."""
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    if isinstance(value, float):
+        return [repr(value)]
+    return [str(value)]
+
+
+def override_args(key: str, value: Any) -> list[str]:
+    """``('optimizer.lr', 0.01)`` → ``['--optimizer.lr', '0.01']``."""
+    return [f"--{key}", *format_value(value)]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A checked sweep: the base options, the search space and how to run it."""
+
+    options_path: Path
+    dir: Path
+    name: str
+    objective: str
+    direction: str
+    n_trials: int
+    jobs: int
+    sampler: AlgoSpec
+    pruner: AlgoSpec
+    storage: str | None
+    params: tuple[ParamSpec, ...]
+    enqueue: tuple[dict[str, Any], ...] = ()
+    overrides: tuple[str, ...] = ()  #: option overrides applied to every trial
+    source: Path | None = None  #: the sweep file
+    base: Options | None = field(default=None, compare=False, repr=False)  #: the base options (with overrides)
+
+    @property
+    def mode(self) -> str:
+        """``eval`` or ``train``: the split whose epoch values hold the objective."""
+        return self.objective.split("_epoch.", 1)[0]
+
+    @property
+    def metric(self) -> str:
+        """The objective without its ``<mode>_epoch.`` prefix (a key of the engine's epoch metrics)."""
+        return self.objective.split("_epoch.", 1)[1]
+
+    def space(self) -> dict[str, Any]:
+        """What a resumed study must share with this file (stored in the study's user attrs)."""
+        return {"params": {p.key: p.as_dict() for p in self.params},
+                "objective": self.objective, "direction": self.direction}
+
+    def trial_dir(self, number: int) -> Path:
+        return self.dir / "trials" / f"{number:04d}"
+
+    def trial_overrides(self, params: Mapping[str, Any]) -> list[str]:
+        out = list(self.overrides)
+        for p in self.params:
+            if p.key in params:
+                out += override_args(p.key, params[p.key])
+        return out
+
+
+# --------------------------------------------------------------------------- parsing
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SweepError(f"{path}: sweep file not found; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepError(f"{path}: cannot read the sweep file ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise SweepError(f"{where}: YAML syntax error: {exc.problem or exc.context}; fix the file") from None
+    except yaml.YAMLError as exc:
+        raise SweepError(f"{path}: YAML error: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SweepError(f"{path}: expected a mapping with `sweep:` and `params:` at the top level")
+    return data
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if not _is_int(value) or value < 1:
+        raise SweepError(f"{where}: expected a positive int, got {value!r}")
+    return int(value)
+
+
+def _check_storage(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.startswith(STORAGE_SCHEMES):
+        raise SweepError(
+            f"{where}: expected null (a file storage in sweep.dir) or a postgresql://user:password@host/db URL, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _check_params(params: Sequence[ParamSpec], base: Options) -> None:
+    leaves = flatten(base.as_dict())
+    where_file = base.source or "the base options"
+    for p in params:
+        where = f"params.{p.key}"
+        if p.key.split(".")[0] == "exp":
+            raise SweepError(f"{where}: exp.* is set by the sweep (each trial runs in <sweep.dir>/trials/<number>); "
+                             f"remove it")
+        if p.key not in leaves:
+            section = next((k for k in leaves if k.startswith(p.key + ".")), None)
+            if section is not None:
+                raise SweepError(f"{where}: is a section of {where_file}, not a value; search one of its keys, "
+                                 f"e.g. {section}")
+            raise SweepError(f"{where}: unknown option in {where_file}{did_you_mean(p.key, leaves)} "
+                             f"(`bootstrap-repro run -o {where_file} -h` lists them)")
+        default = leaves[p.key]
+        if isinstance(default, list):
+            raise SweepError(f"{where}: the option is a list ({default!r}); only single values can be searched")
+        if p.type == "float" and _is_int(default):
+            raise SweepError(f"{where}: the option is an int ({default!r} in {where_file}); use type: int")
+        for value in p.samples():
+            try:
+                base.copy().apply_overrides(override_args(p.key, value))
+            except OptionsError as exc:
+                msg = str(exc).removeprefix(f"--{p.key}: ")
+                raise SweepError(f"{where}: {value!r} is not a valid value: {msg}") from None
+
+
+def _check_enqueue(raw: Any, params: Sequence[ParamSpec]) -> tuple[dict[str, Any], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(r, Mapping) for r in raw):
+        raise SweepError(f"enqueue: expected a list of {{param: value}} mappings, got {raw!r}")
+    by_key = {p.key: p for p in params}
+    for i, point in enumerate(raw):
+        for key, value in point.items():
+            if key not in by_key:
+                raise SweepError(f"enqueue[{i}].{key}: not a param of this sweep{did_you_mean(str(key), by_key)} "
+                                 f"(params: {', '.join(by_key)})")
+            if not by_key[key].contains(value):
+                raise SweepError(f"enqueue[{i}].{key}: {value!r} is outside the param's range {by_key[key].as_dict()}")
+    return tuple(dict(r) for r in raw)
+
+
+def parse_sweep(
+    data: Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    *,
+    source: Path | None = None,
+    n_trials: int | None = None,
+    jobs: int | None = None,
+    storage: str | None = None,
+) -> SweepSpec:
+    """Check a loaded sweep file; ``n_trials``, ``jobs`` and ``storage`` (flags) win over the file."""
+    for k in data:
+        if k not in TOP_KEYS:
+            raise SweepError(f"{k}: unknown top-level key{did_you_mean(str(k), TOP_KEYS)} (valid: {', '.join(TOP_KEYS)})")
+    sw = data.get("sweep")
+    if not isinstance(sw, Mapping):
+        raise SweepError("sweep: missing; the file needs a `sweep:` mapping (options, dir, objective, direction, n_trials)")
+    for k in sw:
+        if k not in SWEEP_KEYS:
+            raise SweepError(f"sweep.{k}: unknown key{did_you_mean(str(k), SWEEP_KEYS)} (valid: {', '.join(SWEEP_KEYS)})")
+    for k in ("options", "dir", "objective", "direction", "n_trials"):
+        if sw.get(k) is None and not (k == "n_trials" and n_trials is not None):
+            raise SweepError(f"sweep.{k}: missing; add it to the sweep file")
+    for k in ("options", "dir"):
+        if not isinstance(sw[k], str) or not sw[k].strip():
+            raise SweepError(f"sweep.{k}: expected a path, got {sw[k]!r}")
+    objective = sw["objective"]
+    if not isinstance(objective, str) or not OBJECTIVE_RE.match(objective):
+        raise SweepError(f"sweep.objective: expected '<train|eval>_epoch.<name>' such as eval_epoch.acctop1 "
+                         f"(a value logged at the end of each epoch), got {objective!r}")
+    direction = sw["direction"]
+    if direction not in DIRECTIONS:
+        raise SweepError(f"sweep.direction: expected maximize or minimize, got {direction!r}")
+    n = _positive_int(n_trials, "--n-trials") if n_trials is not None else _positive_int(sw["n_trials"], "sweep.n_trials")
+    j = _positive_int(jobs, "--jobs") if jobs is not None else _positive_int(sw.get("jobs", 1), "sweep.jobs")
+    store = (_check_storage(storage, "--storage") if storage is not None
+             else _check_storage(sw.get("storage"), "sweep.storage"))
+    sweep_dir = Path(sw["dir"])
+    name = sw.get("name") or sweep_dir.resolve().name
+    if not isinstance(name, str) or not name.strip():
+        raise SweepError(f"sweep.name: expected a non-empty string, got {name!r}")
+    raw_params = data.get("params")
+    if not isinstance(raw_params, Mapping) or not raw_params:
+        raise SweepError("params: missing or empty; add at least one, "
+                         "e.g. optimizer.lr: {type: float, low: 0.0001, high: 0.1, log: true}")
+    params = tuple(ParamSpec.parse(str(k), v) for k, v in raw_params.items())
+    sampler = parse_algo(sw.get("sampler"), "sampler", "tpe")
+    pruner = parse_algo(sw.get("pruner"), "pruner", "none")
+    make_sampler(sampler, params)  # the Optuna classes check their own arguments
+    make_pruner(pruner)
+    for i, tok in enumerate(overrides):
+        flag = tok.split("=", 1)[0]
+        if flag.startswith("--exp."):
+            raise SweepError(f"{flag}: set by the sweep (each trial runs in <sweep.dir>/trials/<number>); remove it")
+    try:
+        base = Options.load(sw["options"], list(overrides))
+    except OptionsError as exc:
+        raise type(exc)(f"sweep.options: {exc}") from None
+    _check_params(params, base)
+    mode = objective.split("_epoch.", 1)[0]
+    split = base.get(f"dataset.{mode}_split")
+    if not split:
+        raise SweepError(f"sweep.objective: {objective} needs dataset.{mode}_split, which is empty in {sw['options']}")
+    return SweepSpec(
+        options_path=Path(sw["options"]), dir=sweep_dir, name=name.strip(), objective=objective, direction=direction,
+        n_trials=n, jobs=j, sampler=sampler, pruner=pruner, storage=store, params=params,
+        enqueue=_check_enqueue(data.get("enqueue"), params), overrides=tuple(overrides), source=source, base=base,
+    )
+
+
+def load_sweep(path: str | Path, overrides: Sequence[str] = (), *, n_trials: int | None = None,
+               jobs: int | None = None, storage: str | None = None) -> SweepSpec:
+    """Read and check the sweep file ``path``; bad input raises a one-line :class:`SweepError`."""
+    path = Path(path)
+    return parse_sweep(_read(path), overrides, source=path, n_trials=n_trials, jobs=jobs, storage=storage)

@@ -1,0 +1,262 @@
+"""Where a study lives, and the lock every process of the study shares.
+
+* :class:`FileStudyStorage` (``sweep.storage: null``): Optuna's journal storage in
+  ``<sweep.dir>/study.journal``. It is one append-only file with its own file lock, so the
+  driver and its trial processes (and other drivers on the same file system) share it safely;
+  SQLite would need the same locking and is slower to write from many processes.
+  ``optuna-dashboard <sweep.dir>/study.journal`` reads it.
+* :class:`PostgresStudyStorage` (``postgresql://...``): Optuna's RDB storage with heartbeats,
+  for workers on several machines.
+
+The lock (a ``flock`` beside the journal, or a PostgreSQL advisory lock) is held while a
+driver counts the study's trials and asks for a new one, so that all the processes of a
+study together start exactly ``n_trials``.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import fcntl
+import hashlib
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bootstrap_repro.errors import PluginError
+from bootstrap_repro.sweep._errors import StorageError
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "StudyStorage", "FileStudyStorage", "PostgresStudyStorage", "storage_for", "open_trial_storage",
+    "JOURNAL_NAME", "HEARTBEAT_INTERVAL_S", "GRACE_PERIOD_S", "quiet_optuna", "url_without_password",
+]
+
+JOURNAL_NAME = "study.journal"
+LOCK_NAME = ".sweep.lock"
+#: A driver records a heartbeat for each of its running trials this often (RDB storage) ...
+HEARTBEAT_INTERVAL_S = 10
+#: ... and a running trial without one for this long is failed and retried by another driver.
+GRACE_PERIOD_S = 60
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Silence Optuna's experimental-feature warnings (heartbeats) for the block."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        yield
+
+
+class StudyStorage(abc.ABC):
+    """A study's storage: opened by the driver, reopened by each trial process from :meth:`trial_info`."""
+
+    #: Whether running trials are kept alive by heartbeats (and stale ones detected by them).
+    heartbeat = False
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise :class:`StorageError` when the storage cannot be used; creates nothing."""
+
+    @abc.abstractmethod
+    def open(self) -> optuna.storages.BaseStorage:
+        """The Optuna storage (created on first use)."""
+
+    @abc.abstractmethod
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock shared by every process of the study."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the study is, without secrets (for messages and ``sweep.json``)."""
+
+    @abc.abstractmethod
+    def trial_info(self) -> dict[str, str]:
+        """What a trial process needs to open the storage (see :func:`open_trial_storage`)."""
+
+    def exists(self) -> bool:
+        """Whether the storage may hold studies already (False: nothing to resume)."""
+        return True
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class FileStudyStorage(StudyStorage):
+    """Optuna's journal file ``<sweep_dir>/study.journal``."""
+
+    def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(sweep_dir)
+        self.path = self.dir / JOURNAL_NAME
+        self._storage: optuna.storages.BaseStorage | None = None
+
+    def check(self) -> None:
+        if self.dir.exists() and not self.dir.is_dir():
+            raise StorageError(f"sweep.dir: {self.dir} exists and is not a directory; choose another sweep.dir")
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def open(self) -> optuna.storages.BaseStorage:
+        if self._storage is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._storage = _journal(str(self.path))
+        return self._storage
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # one open file description each: threads exclude each other too
+            yield
+        finally:
+            os.close(fd)
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def trial_info(self) -> dict[str, str]:
+        return {"journal": str(self.path.resolve())}
+
+
+def _journal(path: str) -> optuna.storages.BaseStorage:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(path))
+
+
+def _masked(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url.split("@")[-1]
+
+
+def url_without_password(url: str) -> str:
+    """``postgresql://user:pw@host/db`` → ``postgresql://user@host/db`` (libpq then reads PGPASSWORD or ~/.pgpass)."""
+    from sqlalchemy.engine import URL, make_url
+
+    u = make_url(url)
+    return URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query).render_as_string(
+        hide_password=False)
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the installed driver spelled out (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    import importlib.util
+
+    if not url.startswith("postgresql://"):
+        return url
+    for module, dialect in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{dialect}://" + url[len("postgresql://"):]
+    return url
+
+
+class PostgresStudyStorage(StudyStorage):
+    """Optuna's RDB storage on PostgreSQL, with heartbeats and an advisory lock per study."""
+
+    heartbeat = True
+
+    def __init__(self, url: str, study_name: str) -> None:
+        self.given_url = url
+        self.url = _with_driver(url)
+        self.study_name = study_name
+        self._engine: Any = None
+        self._storage: optuna.storages.BaseStorage | None = None
+        digest = hashlib.sha256(f"bootstrap-repro-sweep:{study_name}".encode()).digest()
+        self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
+
+    def _lock_engine(self) -> Any:
+        if self._engine is None:
+            import sqlalchemy
+            from sqlalchemy.pool import NullPool
+
+            try:
+                self._engine = sqlalchemy.create_engine(self.url, poolclass=NullPool,
+                                                        connect_args={"connect_timeout": 10})
+            except ModuleNotFoundError as exc:
+                raise PluginError(f"sweep.storage: {self.describe()} needs {exc.name}; "
+                                  f"pip install 'bootstrap-repro[postgres]'") from None
+            except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+                raise StorageError(f"sweep.storage: bad URL {self.describe()} ({_first_line(exc)})") from None
+        return self._engine
+
+    def check(self) -> None:
+        import sqlalchemy
+
+        try:
+            with self._lock_engine().connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT 1"))
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise StorageError(f"sweep.storage: cannot connect to {self.describe()} "
+                               f"({_first_line(getattr(exc, 'orig', None) or exc)}); "
+                               f"check the URL and that the server is running") from None
+
+    def open(self) -> optuna.storages.BaseStorage:
+        if self._storage is None:
+            from optuna.storages import RDBStorage
+
+            with self.lock(), quiet_optuna():  # two drivers creating the tables at once would collide
+                self._storage = RDBStorage(self.url, engine_kwargs={"pool_pre_ping": True},
+                                           heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
+        return self._storage
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        import sqlalchemy
+
+        conn = self._lock_engine().connect()
+        try:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._lock_key})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._lock_key})
+        finally:
+            conn.close()
+
+    def describe(self) -> str:
+        return _masked(self.given_url)
+
+    def trial_info(self) -> dict[str, str]:
+        return {"url": self.url}
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+        if self._storage is not None:
+            self._storage.remove_session()  # type: ignore[attr-defined]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def storage_for(url: str | None, sweep_dir: str | os.PathLike[str], study_name: str) -> StudyStorage:
+    """The storage of ``sweep.storage`` (``None``: the journal file in ``sweep_dir``)."""
+    if url is None:
+        return FileStudyStorage(sweep_dir)
+    return PostgresStudyStorage(url, study_name)
+
+
+def open_trial_storage(info: Mapping[str, str]) -> optuna.storages.BaseStorage:
+    """The storage from a trial process (no heartbeat: the driver keeps its trials alive)."""
+    if "journal" in info:
+        return _journal(info["journal"])
+    from optuna.storages import RDBStorage
+
+    return RDBStorage(info["url"], skip_compatibility_check=True, skip_table_creation=True)
