@@ -22,6 +22,7 @@ from bootstrap_repro.errors import OptionsError, ReproError
 
 __all__ = ["main"]
 
+SWEEP_USAGE = "bootstrap-repro sweep SWEEP.yaml [--n-trials N] [--jobs N] [--storage URL] [--key.path VALUE ...]"
 RUN_USAGE = "bootstrap-repro run -o OPTIONS.yaml [--key.path VALUE ...] [--no-cache] [--nproc-per-node N] [-h]"
 
 
@@ -56,7 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     gc = cs.add_parser("gc", help="remove damaged entries and leftovers; optionally old or least-used ones")
     gc.add_argument("--max-size", metavar="SIZE", help="then evict least recently used entries down to SIZE (e.g. 20G)")
     gc.add_argument("--max-age", metavar="AGE", help="then remove entries unused for AGE (e.g. 30d, 12h; a number is days)")
-    v = sub.add_parser("view", help="rebuild an experiment's view.html")
+    sw = sub.add_parser("sweep", usage=SWEEP_USAGE, allow_abbrev=False,
+                        help="run (or resume) an Optuna study whose trials are experiments",
+                        description="Run (or resume) the sweep of SWEEP.yaml: each trial is `run` in its own process "
+                                    "in <sweep.dir>/trials/<number>; options overrides after the file apply to "
+                                    "every trial.")
+    sw.add_argument("sweep_file", metavar="SWEEP.yaml")
+    sw.add_argument("--n-trials", help="trials to finish in total (overrides sweep.n_trials)")
+    sw.add_argument("--jobs", help="parallel local workers (overrides sweep.jobs)")
+    sw.add_argument("--storage", help="postgresql://user:password@host/db (overrides sweep.storage)")
+    v = sub.add_parser("view", help="rebuild an experiment's view.html (or a sweep dir's report)")
     v.add_argument("exp_dir")
     c = sub.add_parser("compare", help="rank experiments by their best epoch")
     c.add_argument("exp_dirs", nargs="+", metavar="EXP_DIR")
@@ -74,10 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if args.command != "run" and rest:
+        if args.command not in ("run", "sweep") and rest:
             raise OptionsError(f"{args.command}: unexpected arguments {' '.join(rest)}")
         if args.command == "run":
             return _cmd_run(args, rest)
+        if args.command == "sweep":
+            return _cmd_sweep(args, rest)
         if args.command == "rerun":
             return _cmd_rerun(args)
         if args.command == "cache":
@@ -257,9 +269,29 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace, overrides: list[str]) -> int:
+    from bootstrap_repro.sweep import Sweep, load_sweep
+
+    def count(flag: str, value: str | None) -> int | None:
+        if value is None:
+            return None
+        if not value.strip().isdigit():
+            raise OptionsError(f"{flag}: expected a positive int, got {value!r}")
+        return int(value)
+
+    spec = load_sweep(args.sweep_file, overrides, n_trials=count("--n-trials", args.n_trials),
+                      jobs=count("--jobs", args.jobs), storage=args.storage)
+    return Sweep(spec).run().exit_code
+
+
 def _cmd_view(exp_dir: str) -> int:
     from bootstrap_repro.views import rebuild
 
+    if (Path(exp_dir) / "sweep.json").is_file():  # a sweep dir: its aggregated report
+        from bootstrap_repro.sweep import rebuild_report
+
+        print(rebuild_report(exp_dir))
+        return 0
     for path in rebuild(exp_dir):
         print(path)
     return 0
