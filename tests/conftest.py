@@ -39,18 +39,20 @@ TINY: dict[str, Any] = {
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache_dir(tmp_path_factory):
     """No test (nor a module-scoped fixture) reads or fills the user's result cache."""
-    old = os.environ.get("BOOTSTRAP_REPRO_CACHE_DIR")
+    saved = {k: os.environ.pop(k, None) for k in ("BOOTSTRAP_REPRO_CACHE_DIR", "BOOTSTRAP_REPRO_NO_CACHE")}
     os.environ["BOOTSTRAP_REPRO_CACHE_DIR"] = str(tmp_path_factory.mktemp("session-cache"))
     yield
-    if old is None:
-        os.environ.pop("BOOTSTRAP_REPRO_CACHE_DIR", None)
-    else:
-        os.environ["BOOTSTRAP_REPRO_CACHE_DIR"] = old
+    os.environ.pop("BOOTSTRAP_REPRO_CACHE_DIR", None)
+    os.environ.update({k: v for k, v in saved.items() if v is not None})
 
 
 @pytest.fixture(autouse=True)
 def _test_cache_dir(tmp_path_factory, monkeypatch):
-    """Each test has its own result cache: the same options run in two tests never hit each other's results."""
+    """Each test has its own result cache: the same options run in two tests never hit each other's results.
+
+    Within a test, ``run`` uses the cache as it does for users: a test that runs the same
+    options twice and needs both to train (a reference, then a killed run) passes --no-cache.
+    """
     path = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("BOOTSTRAP_REPRO_CACHE_DIR", str(path))
     return path

@@ -84,7 +84,8 @@ def test_ddp_kill_and_resume(tmp_path):
     ref = setup_exp(ref_dir, 16)
     assert cli("run", "-o", str(ref), "--nproc-per-node", "2", env={"PYTHONPATH": str(ref_dir)}).returncode == 0
     f = setup_exp(tmp_path, 16)
-    r = cli("run", "-o", str(f), "--nproc-per-node", "2", env={**env, "KILL_EPOCH": "1"})
+    # --no-cache: the same options as the reference, and this run must train (and be killed)
+    r = cli("run", "-o", str(f), "--nproc-per-node", "2", "--no-cache", env={**env, "KILL_EPOCH": "1"})
     assert r.returncode != 0
     exp = tmp_path / "exp"
     assert json.loads((exp / "logs.json").read_text())["train_epoch.epoch"] == [0]

@@ -202,3 +202,18 @@ def test_layers_rule_lists_record_below_run():
 
     assert LAYERS.index({"record"}) < LAYERS.index({"run"})
     assert Path(REPO / "bootstrap_repro" / "record" / "__init__.py").is_file()
+
+
+@pytest.mark.slow
+def test_a_ddp_run_is_stored_by_rank0_and_hit_before_torchrun(tiny_file, tmp_path):
+    opts = str(tiny_file())
+    r = cli("run", "-o", opts, "--exp.dir", str(tmp_path / "a"), "--nproc-per-node", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    key = read_record(tmp_path / "a")["cache_key"]
+    assert ResultCache().keys() == [key]
+    r = cli("run", "-o", opts, "--exp.dir", str(tmp_path / "b"), "--nproc-per-node", "2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"cache hit: {key[:12]} (from {tmp_path / 'a'}); not trained again\n"
+    assert (tmp_path / "b" / "logs.json").read_bytes() == (tmp_path / "a" / "logs.json").read_bytes()
+    single = cli("run", "-o", opts, "--exp.dir", str(tmp_path / "c"))  # one process is another result
+    assert single.returncode == 0 and "cache hit" not in single.stdout
