@@ -28,8 +28,10 @@ from bootstrap_repro.record._cache import (
     cache_root,
 )
 from bootstrap_repro.record._env import (
+    CONTAINER_ENV,
     ENV_ALLOWLIST,
     PACKAGES_FILE,
+    current_runtime,
     environment,
     environment_fingerprint,
     installed_packages,
@@ -76,6 +78,7 @@ __all__ = [
     "Snapshot", "take_snapshot", "RunRecord", "read_record", "record_path",
     "CodeSnapshot", "PluginModule", "snapshot_code", "locate_module", "CODE_ROOT_ENV",
     "ENV_ALLOWLIST", "environment", "environment_fingerprint", "installed_packages", "packages_text",
+    "CONTAINER_ENV", "current_runtime",
     # cache
     "NON_RESULT_KEYS", "result_options", "cache_key",
     "ResultCache", "CacheEntry", "EntryInfo", "GcReport", "cache_root", "CACHE_DIR_ENV", "NO_CACHE_ENV",

@@ -33,9 +33,13 @@ __all__ = [
     "framework_sha256",
     "environment",
     "environment_fingerprint",
+    "CONTAINER_ENV",
+    "current_runtime",
 ]
 
 PACKAGES_FILE = "packages.txt"
+#: Set by the Docker runtime in its containers: JSON of the container facts (``kind``, ``image``, ``run``).
+CONTAINER_ENV = "BOOTSTRAP_REPRO_CONTAINER"
 #: The only environment variables a record holds: those that change numerics or device choice.
 ENV_ALLOWLIST: tuple[str, ...] = (
     "CUDA_VISIBLE_DEVICES",
@@ -150,6 +154,15 @@ def framework_sha256() -> str:
     return h.hexdigest()
 
 
+def current_runtime() -> dict[str, Any]:
+    """Where this process runs: the Docker runtime's facts (:data:`CONTAINER_ENV`) or ``{"kind": "local"}``."""
+    try:
+        facts = json.loads(os.environ.get(CONTAINER_ENV) or "null")
+    except ValueError:
+        facts = None
+    return facts if isinstance(facts, dict) and facts.get("kind") else {"kind": "local"}
+
+
 def environment(packages: list[tuple[str, str]] | None = None, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``environment`` section of ``record.json`` (see :func:`environment_fingerprint`)."""
     import bootstrap_repro
@@ -173,7 +186,7 @@ def environment(packages: list[tuple[str, str]] | None = None, runtime: dict[str
                      "sha256": hashlib.sha256(text.encode()).hexdigest()},
         "env_vars": {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ},
     }
-    env["fingerprint"] = environment_fingerprint(env, runtime or {"kind": "local"})
+    env["fingerprint"] = environment_fingerprint(env, runtime or current_runtime())
     return env
 
 
@@ -181,7 +194,7 @@ def environment_fingerprint(env: dict[str, Any], runtime: dict[str, Any]) -> str
     """sha256 of what changes results: packages, Python, platform, torch/CUDA, GPU models, framework, runtime.
 
     Not in it: host name, paths, environment variables, CPU model, cuDNN (its
-    wheel is in the package set).
+    wheel is in the package set); of the runtime, only its kind and the image id.
     """
     torch = env.get("torch") or {}
     payload = {
@@ -191,6 +204,6 @@ def environment_fingerprint(env: dict[str, Any], runtime: dict[str, Any]) -> str
         "gpus": sorted(set(env.get("gpus") or [])),
         "framework": env["framework"]["sha256"],
         "packages": env["packages"]["sha256"],
-        "runtime": runtime,
+        "runtime": [runtime.get("kind"), (runtime.get("image") or {}).get("id")],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

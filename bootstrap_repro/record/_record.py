@@ -17,7 +17,14 @@ from typing import Any
 
 from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.fileio import atomic_write_json, atomic_write_text
-from bootstrap_repro.record._env import PACKAGES_FILE, environment, installed_packages, packages_text, torch_facts
+from bootstrap_repro.record._env import (
+    PACKAGES_FILE,
+    current_runtime,
+    environment,
+    installed_packages,
+    packages_text,
+    torch_facts,
+)
 from bootstrap_repro.record._errors import RecordError, RecordNotFoundError
 from bootstrap_repro.record._key import cache_key
 from bootstrap_repro.record._snapshot import CodeSnapshot, snapshot_code
@@ -95,7 +102,7 @@ def take_snapshot(options: Any, *, exp_dir: Path | None = None, runtime: dict[st
     """
     code = snapshot_code(options, exp_dir=exp_dir, max_untracked_mb=_max_untracked_mb(options))
     packages = installed_packages()
-    runtime = dict(runtime or {"kind": "local"})
+    runtime = dict(runtime or current_runtime())
     env = environment(packages, runtime)
     key = cache_key(options, code.fingerprint(), env["fingerprint"])
     tree = options.as_dict() if hasattr(options, "as_dict") else dict(options)

@@ -8,7 +8,8 @@ subprocess (``python -m bootstrap_repro run``) whose working directory is the
 recorded one inside that tree and whose ``PYTHONPATH`` starts with the
 recorded ``sys.path`` roots of the ``import:`` modules inside it, so plugins
 resolve to the recorded code whatever the repo's HEAD and work tree are now.
-The run neither reads nor fills the result cache.  The worktree is removed
+The run neither reads nor fills the result cache.  A run made in Docker re-runs
+in the recorded image (``--runtime.docker.image <id>``).  The worktree is removed
 afterwards, also on errors.
 """
 
@@ -222,6 +223,9 @@ def rerun(
         else:
             env.pop(HOOKS_ENV, None)
         cmd = [python, "-m", "bootstrap_repro", "run", "-o", str(options_file.resolve()), "--exp.dir", str(new)]
+        image_id = ((record.get("runtime") or {}).get("image") or {}).get("id")
+        if (record.get("runtime") or {}).get("kind") == "docker" and image_id:
+            cmd += ["--runtime.docker.image", image_id]  # the very same image; refused when it is gone
         returncode = subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
     result = RerunResult(new, returncode, warnings=warnings)
     if record_path(new).is_file():

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bootstrap_repro.errors import OptionsError, ReproError
-from bootstrap_repro.record import CACHE_DIR_ENV, NO_CACHE_ENV, cache_root
+from bootstrap_repro.record import CACHE_DIR_ENV, CODE_ROOT_ENV, CONTAINER_ENV, NO_CACHE_ENV, cache_root
 
 __all__ = [
     "CONTAINER_ENV",
@@ -70,8 +70,6 @@ __all__ = [
     "base_images",
 ]
 
-#: JSON of the container facts, set inside the container: the record copies it into ``runtime``.
-CONTAINER_ENV = "BOOTSTRAP_REPRO_CONTAINER"
 #: Label on every container and image this module makes.
 LABEL = "bootstrap-repro"
 #: Label of a container: the absolute experiment dir it runs.
@@ -85,7 +83,7 @@ IMAGE_REPO = "bootstrap-repro"
 PASS_ENV: tuple[str, ...] = (
     "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "CUDA_LAUNCH_BLOCKING",
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NCCL_ALGO", "NCCL_PROTO",
-    "BOOTSTRAP_REPRO_HOOKS", NO_CACHE_ENV, "PYTHONPATH",
+    "BOOTSTRAP_REPRO_HOOKS", NO_CACHE_ENV, CODE_ROOT_ENV, "PYTHONPATH",
 )
 #: Seconds ``docker stop`` waits for the run to save and exit before it kills the container.
 STOP_TIMEOUT_S = 60
@@ -455,8 +453,12 @@ def _get_or_pull(client: Any, name: str, key: str, log: IO[str], hint: str) -> A
         pass
     except docker.errors.APIError as exc:
         raise DockerError(f"{key}: cannot inspect image {name!r} ({_api_text(exc)})") from None
-    if name.startswith("sha256:"):
-        raise ImageNotFoundError(f"{key}: image {name} is not on this Docker engine; {hint}")
+    if name.startswith("sha256:"):  # an id (a recorded image): nothing to pull
+        raise ImageNotFoundError(
+            f"{key}: image {name} is not on this Docker engine; docker load it from a machine that has it "
+            f"(docker save), or rebuild it by running the options with runtime.docker.image unset "
+            f"(a rebuilt image gets a new id)"
+        )
     print(f"docker: pulling {name} ...", file=log, flush=True)
     try:
         return client.images.pull(name)
@@ -550,6 +552,22 @@ def _code_root(path: Path) -> Path:
     return path
 
 
+def _worktree_git_dirs(paths: Iterable[Path]) -> list[Path]:
+    """The main ``.git`` dirs of the git worktrees holding ``paths`` (git inside the container needs them)."""
+    found = []
+    for path in paths:
+        dot_git = _code_root(path) / ".git"
+        if not dot_git.is_file():
+            continue
+        text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        if not text.startswith("gitdir:"):
+            continue
+        gitdir = (dot_git.parent / text[len("gitdir:"):].strip()).resolve()
+        common = gitdir / "commondir"
+        found.append((gitdir / common.read_text().strip()).resolve() if common.is_file() else gitdir)
+    return found
+
+
 def _under(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
@@ -615,9 +633,9 @@ def run_spec(options: Any, options_path: str, overrides: Sequence[str], settings
     if cwd != Path("/"):
         wanted.append((cwd, True))
     passed = [k for k in PASS_ENV if k in os.environ]
-    for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if "PYTHONPATH" in passed else []:
-        if entry and Path(entry).is_dir():
-            wanted.append((Path(os.path.abspath(entry)), True))
+    code_dirs = [*os.environ.get("PYTHONPATH", "").split(os.pathsep), os.environ.get(CODE_ROOT_ENV, "")]
+    wanted += [(Path(os.path.abspath(d)), True) for d in code_dirs if d and Path(d).is_dir()]
+    wanted += [(d, True) for d in _worktree_git_dirs([p for p, _ in wanted])]
     wanted += list(settings.mounts)
     # The exp dir stays writable: no read-only mount between it and its parent's (e.g. `-o <exp>/options.yaml`).
     wanted = [(p, ro) for p, ro in wanted

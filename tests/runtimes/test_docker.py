@@ -289,3 +289,25 @@ def test_run_spec_keeps_the_exp_dir_writable_when_resuming_from_its_options(tiny
     assert spec.env.get("BOOTSTRAP_REPRO_NO_CACHE") is None
     no_cache = run_spec(opt, "options.yaml", [], DockerSettings.from_options(opt), info, exp, cache=False)
     assert no_cache.env["BOOTSTRAP_REPRO_NO_CACHE"] == "1"  # `run --no-cache` reaches the run inside
+
+
+def test_cache_key_follows_the_image_id_not_the_run_arguments():
+    from bootstrap_repro.record import environment, environment_fingerprint
+
+    env = environment(packages=[("torch", "2.13.0")])
+    docker = {"kind": "docker", "image": {"id": "sha256:a", "tag": "bootstrap-repro:1"}, "run": {"mounts": ["/x"]}}
+    same = environment_fingerprint(env, {**docker, "run": {"mounts": ["/elsewhere"]}})
+    other_image = environment_fingerprint(env, {**docker, "image": {"id": "sha256:b"}})
+    assert environment_fingerprint(env, docker) == same
+    assert len({environment_fingerprint(env, docker), other_image, environment_fingerprint(env, {"kind": "local"})}) == 3
+
+
+def test_record_runtime_comes_from_the_container_env(monkeypatch):
+    from bootstrap_repro.record import current_runtime
+
+    monkeypatch.delenv(CONTAINER_ENV, raising=False)
+    assert current_runtime() == {"kind": "local"}
+    monkeypatch.setenv(CONTAINER_ENV, json.dumps({"kind": "docker", "image": {"id": "sha256:a"}}))
+    assert current_runtime() == {"kind": "docker", "image": {"id": "sha256:a"}}
+    monkeypatch.setenv(CONTAINER_ENV, "not json")
+    assert current_runtime() == {"kind": "local"}

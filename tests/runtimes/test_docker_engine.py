@@ -153,6 +153,12 @@ def test_digits_in_docker_equals_a_local_run(engine, local_digits, tmp_path):
     assert owners(exp) == {(os.getuid(), os.getgid())}
     record = json.loads((exp / "repro" / "record.json").read_text())
     assert record["environment"]["python"]["executable"] == "/opt/venv/bin/python"  # written inside the container
+    runtime = record["runtime"]  # the container facts
+    assert runtime["kind"] == "docker" and runtime["image"]["id"] == engine.image.id
+    assert runtime["image"]["repo_digest"] is None  # a local build
+    assert runtime["image"]["base_images"] == [standin.STANDIN_IMAGE]
+    assert runtime["run"]["user"] == f"{os.getuid()}:{os.getgid()}" and runtime["run"]["init"] is True
+    assert {"path": str(exp.parent), "read_only": False} in runtime["run"]["mounts"]
     assert record["environment"]["torch"]["version"] == json.loads(
         (local_digits / "repro" / "record.json").read_text())["environment"]["torch"]["version"]
 
@@ -304,8 +310,9 @@ def test_pinned_image_that_is_gone(engine, tmp_path):
     r = cli("run", "-o", str(DIGITS), "--exp.dir", str(tmp_path / "exp"), "--runtime.name", "docker",
             "--runtime.docker.image", gone, cwd=REPO)
     assert r.returncode == 2
-    assert r.stderr == (f"error: runtime.docker.image: image {gone} is not on this Docker engine; docker pull / "
-                        f"docker load it, or unset runtime.docker.image to build from the Dockerfile\n")
+    assert r.stderr == (f"error: runtime.docker.image: image {gone} is not on this Docker engine; docker load it "
+                        f"from a machine that has it (docker save), or rebuild it by running the options with "
+                        f"runtime.docker.image unset (a rebuilt image gets a new id)\n")
 
 
 def test_leftover_containers_are_removed_and_a_running_one_refused(engine, tmp_path):
@@ -324,3 +331,27 @@ def test_leftover_containers_are_removed_and_a_running_one_refused(engine, tmp_p
     assert r.returncode == 0, r.stderr
     with pytest.raises(Exception, match="404|No such container"):
         stale.reload()
+
+
+def test_rerun_of_a_docker_experiment_uses_the_recorded_image(engine, tmp_path):
+    exp = tmp_path / "exp"
+    r = cli("run", "-o", str(DIGITS), "--engine.nb_epochs", "1", "--exp.dir", str(exp), *engine.args, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    image_id = json.loads((exp / "repro" / "record.json").read_text())["runtime"]["image"]["id"]
+    r = cli("rerun", str(exp), "--verify", cwd=REPO)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert started_image(r.stderr) == image_id
+    rerun_record = json.loads((tmp_path / "exp-rerun-1" / "repro" / "record.json").read_text())
+    assert rerun_record["runtime"]["image"]["id"] == image_id
+
+    # the recorded image is gone: refused, in one line, with nothing made
+    record_file = exp / "repro" / "record.json"
+    record = json.loads(record_file.read_text())
+    gone = "sha256:" + "f" * 64
+    record["runtime"]["image"]["id"] = gone
+    record_file.write_text(json.dumps(record))
+    r = cli("rerun", str(exp), cwd=REPO)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1].startswith(f"error: runtime.docker.image: image {gone} is not on this Docker "
+                                                f"engine; docker load it")
+    assert not (tmp_path / "exp-rerun-2").exists()
