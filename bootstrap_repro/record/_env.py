@@ -30,6 +30,7 @@ __all__ = [
     "packages_text",
     "torch_facts",
     "gpu_models",
+    "cuda_devices",
     "framework_sha256",
     "environment",
     "environment_fingerprint",
@@ -130,7 +131,8 @@ def gpu_models() -> list[str]:
     return models
 
 
-def _cuda_devices() -> list[str] | None:
+def cuda_devices() -> list[str] | None:
+    """Names of the CUDA devices torch sees, when torch is loaded and CUDA initialised (else None)."""
     torch = sys.modules.get("torch")
     if torch is None or not hasattr(torch, "cuda"):
         return None
@@ -178,7 +180,7 @@ def environment(packages: list[tuple[str, str]] | None = None, runtime: dict[str
         "host": socket.gethostname(),
         "torch": torch_facts(),
         "gpus": gpu_models(),
-        "cuda_devices": _cuda_devices(),
+        "cuda_devices": cuda_devices(),
         "framework": {"version": bootstrap_repro.__version__,
                       "root": str(Path(bootstrap_repro.__file__).resolve().parents[1]),
                       "sha256": framework_sha256()},

@@ -110,9 +110,10 @@ def _remote_url(repo: Any, branch: str | None) -> str | None:
                 name = cfg.get_value(section, "remote")
     if name not in names:
         name = "origin" if "origin" in names else names[0]
+    git = _git_module()
     try:
         urls: Sequence[str] = list(repo.remote(name).urls)
-    except Exception:  # noqa: BLE001 - a remote without url is not an error of the run
+    except (ValueError, git.exc.GitCommandError):  # a remote without url is not an error of the run
         return None
     return sanitize_url(urls[0]) if urls else None
 

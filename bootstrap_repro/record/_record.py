@@ -19,6 +19,7 @@ from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.fileio import atomic_write_json, atomic_write_text
 from bootstrap_repro.record._env import (
     PACKAGES_FILE,
+    cuda_devices,
     current_runtime,
     environment,
     installed_packages,
@@ -77,12 +78,10 @@ class Snapshot:
 
     def refresh_torch(self) -> None:
         """Add the facts only a loaded torch knows (cuDNN, CUDA device names) to the environment."""
-        from bootstrap_repro.record._env import _cuda_devices
-
         facts = torch_facts()
         if facts:
             self.environment["torch"] = facts
-        self.environment["cuda_devices"] = _cuda_devices()
+        self.environment["cuda_devices"] = cuda_devices()
 
 
 def _max_untracked_mb(options: Any) -> float | None:

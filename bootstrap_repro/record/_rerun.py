@@ -74,14 +74,19 @@ def _git_ok(root: Path, *args: str) -> tuple[int, str]:
 
 
 def _extract(archive: Path, tree: Path) -> None:
-    with tarfile.open(archive, "r:gz") as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(tree, filter="data")
-        else:  # Python without extraction filters: refuse unsafe names ourselves
-            for m in tar.getmembers():
-                if m.name.startswith("/") or ".." in Path(m.name).parts:
-                    raise RecordError(f"{archive}: unsafe path {m.name!r} in the archive; the record is damaged")
-            tar.extractall(tree)
+    """Extract the untracked files; no member may land outside ``tree`` (symlinks keep their targets)."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            for m in members:
+                if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.issym()):
+                    raise RecordError(f"{archive}: unexpected member {m.name!r}; the record is damaged")
+            if hasattr(tarfile, "tar_filter"):
+                tar.extractall(tree, members=members, filter="tar")
+            else:  # Python without extraction filters: the names were checked above
+                tar.extractall(tree, members=members)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise RecordError(f"{archive}: cannot be extracted ({exc}); the record is damaged") from None
 
 
 @contextlib.contextmanager

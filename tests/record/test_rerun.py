@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import cli
-from repro_helpers import NOISY, env_for, git, make_dirty, make_repo
+from conftest import REPO, cli, write_options
+from repro_helpers import NETPLUG, NOISY, env_for, git, make_dirty, make_repo, tiny_tree
 
 from bootstrap_repro.cli import main
 
@@ -176,3 +176,33 @@ def test_new_dir_exists_and_verify_without_logs(capsys, recorded, tmp_path):
     (exp / "logs.json").unlink()
     _bad(capsys, ["rerun", str(exp), "--verify"],
          f"{exp}: no logs.json to verify against; rerun without --verify", tmp_path)
+
+
+def test_rerun_from_a_clone_at_another_path(recorded, tmp_path):
+    repo, exp = recorded
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    moved = _copy_exp(exp, tmp_path / "exp")
+    _edit_record(moved, code__root=str(tmp_path / "was-here"))
+    r = cli("rerun", str(moved), "--repo", str(clone), "--verify", cwd=tmp_path, env=env_for(repo))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert " values identical (" in r.stdout.splitlines()[-1]
+    assert len(git(clone, "worktree", "list").splitlines()) == 1
+
+
+def test_rerun_outside_git_checks_the_plugin_is_unchanged(capsys, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "plainnet.py").write_text(NETPLUG)
+    opts = write_options(tmp_path / "o.yaml", tiny_tree(tmp_path / "exp", {"model": {"network": {"import": "plainnet"}}}))
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), str(plain)])}
+    assert cli("run", "-o", str(opts), env=env).returncode == 0
+    r = cli("rerun", str(tmp_path / "exp"), "--verify", cwd=tmp_path, env=env)
+    assert r.returncode == 0 and " values identical (" in r.stdout, r.stdout + r.stderr
+    assert f"warning: {tmp_path / 'exp'} was recorded outside git; re-running with the current (unchanged) plugin files" \
+        in r.stderr
+    (plain / "plainnet.py").write_text(NETPLUG.replace("SCALE = 1.0", "SCALE = 3.0"))
+    _bad(capsys, ["rerun", str(tmp_path / "exp")],
+         f"{tmp_path / 'exp' / 'repro' / 'record.json'}: recorded outside git, and model.network.import module "
+         f"plainnet ({plain / 'plainnet.py'}) changed since; its code cannot be restored, so the run cannot be "
+         f"repeated exactly", tmp_path)
