@@ -52,10 +52,10 @@ def find_repo_root(path: Path) -> Path | None:
 
 
 def sanitize_url(url: str | None) -> str | None:
-    """Remove ``user:password@`` from a remote URL (tokens must not reach the record)."""
+    """Remove ``user:password@`` from every URL in ``url`` (tokens must not reach the record)."""
     if not url:
         return url
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", url)
+    return re.sub(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@", r"\1", url)
 
 
 def _git_module() -> Any:

@@ -27,6 +27,7 @@ from bootstrap_repro.record._env import (
     torch_facts,
 )
 from bootstrap_repro.record._errors import RecordError, RecordNotFoundError
+from bootstrap_repro.record._git import sanitize_url
 from bootstrap_repro.record._key import cache_key
 from bootstrap_repro.record._snapshot import CodeSnapshot, snapshot_code
 
@@ -175,7 +176,7 @@ class RunRecord:
         """
         repro = Path(exp_dir) / REPRO_DIR
         snapshot.refresh_torch()
-        command = {"argv": list(sys.argv), "cwd": os.getcwd(), "executable": sys.executable}
+        command = {"argv": [sanitize_url(a) for a in sys.argv], "cwd": os.getcwd(), "executable": sys.executable}
         code = snapshot.code.to_record()
         if resume is not None and record_path(exp_dir).is_file():
             try:

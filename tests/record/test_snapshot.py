@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -165,6 +166,23 @@ def test_remote_credentials_are_removed(repo):
     git(repo, "config", "branch.main.remote", "fork")  # the branch's own remote wins over origin
     assert snapshot_code(load(repo)).git.remote == "ssh://example.org/me/project.git"
     assert sanitize_url("git@github.com:team/project.git") == "git@github.com:team/project.git"
+    assert sanitize_url("--storage=postgresql://me:pw@db/x") == "--storage=postgresql://db/x"
+
+
+def test_untracked_symlinks_round_trip(repo, tmp_path):
+    from bootstrap_repro.record._rerun import _extract
+
+    (repo / "data").symlink_to("/datasets/mnist")
+    (repo / "run.sh").write_text("#!/bin/sh\n")
+    (repo / "run.sh").chmod(0o755)
+    snap = snapshot_code(load(repo))
+    out, dest = tmp_path / "out", tmp_path / "dest"
+    out.mkdir()
+    dest.mkdir()
+    snap.write(out)
+    _extract(out / "untracked.tar.gz", dest)
+    assert os.readlink(dest / "data") == "/datasets/mnist"
+    assert os.access(dest / "run.sh", os.X_OK) and (dest / "run.sh").read_text() == "#!/bin/sh\n"
 
 
 def test_key_ignores_non_result_options(repo):
