@@ -29,8 +29,10 @@ __all__ = ["register", "TrialReporter"]
 
 def _stop_with_driver(engine: Any, driver_pid: int) -> None:
     """End this process when the driver dies (a ``kill -9`` of the driver leaves no orphan trial)."""
-    if not sys.platform.startswith("linux") or os.environ.get("TORCHELASTIC_RUN_ID"):
-        return  # under torchrun the parent is the launcher, not the driver
+    from bootstrap_repro.record import CONTAINER_ENV
+
+    if not sys.platform.startswith("linux") or os.environ.get("TORCHELASTIC_RUN_ID") or CONTAINER_ENV in os.environ:
+        return  # under torchrun or in a container the parent is a launcher, not the driver (see TrialReporter)
     import ctypes
 
     pr_set_pdeathsig = 1
@@ -40,7 +42,11 @@ def _stop_with_driver(engine: Any, driver_pid: int) -> None:
 
 
 class TrialReporter:
-    """``<mode>_on_end_epoch`` hook: report the objective, stop the run when the pruner says so."""
+    """``<mode>_on_end_epoch`` hook: report the objective, stop the run when the pruner says so.
+
+    A trial whose study entry is no longer RUNNING (its driver died and another one failed it)
+    stops at its next epoch end: the fallback where the driver's death cannot be signalled.
+    """
 
     def __init__(self, ctx: TrialContext, exp_dir: Path) -> None:
         self.ctx = ctx
