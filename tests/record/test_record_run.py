@@ -13,7 +13,7 @@ from repro_helpers import env_for, git, make_dirty, make_repo
 
 from bootstrap_repro.cli import main
 from bootstrap_repro.options import Options
-from bootstrap_repro.record import read_record
+from bootstrap_repro.record import ResultCache, read_record
 from bootstrap_repro.run import run
 
 
@@ -83,6 +83,27 @@ def test_resume_appends_an_entry_and_keeps_the_start(tiny_options, tmp_path):
     assert run(ev, handle_signals=False).status == "COMPLETED"
     rec = read_record(exp)
     assert [e["mode"] for e in rec["resumes"]] == ["train", "eval"] and rec["status"] == "COMPLETED"
+
+
+def test_an_interrupted_run_resumed_with_the_same_options_enters_the_cache(tiny_options, tmp_path):
+    opt = tiny_options()
+    exp = Path(opt["exp.dir"])
+
+    def stop_in_epoch_1(engine):
+        engine.register_hook("train_on_start_batch", lambda e: e.interrupt("test") if e.epoch == 1 else None)
+
+    with open(os.devnull, "w") as quiet:
+        assert run(opt, setup=stop_in_epoch_1, handle_signals=False, stream=quiet, cache=True).status == "INTERRUPTED"
+        assert ResultCache().keys() == []
+        resumed = run(Options.load(exp / "options.yaml", ["--exp.resume", "last"]), handle_signals=False,
+                      stream=quiet, cache=True)
+        assert resumed.status == "COMPLETED" and resumed.record.cacheable
+        key = read_record(exp)["cache_key"]
+        assert ResultCache().keys() == [key] and read_record(exp)["resumes"][0]["previous_status"] == "INTERRUPTED"
+        hit = run(Options.load(exp / "options.yaml", ["--exp.dir", str(tmp_path / "again")]), handle_signals=False,
+                  stream=quiet, cache=True)
+    assert hit.cache_hit is not None and hit.cache_hit.source == str(exp)
+    assert (tmp_path / "again" / "logs.json").read_bytes() == (exp / "logs.json").read_bytes()
 
 
 @pytest.mark.slow
