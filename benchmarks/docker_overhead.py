@@ -35,17 +35,8 @@ sys.path.insert(0, str(ROOT / "docker"))
 import standin  # noqa: E402
 
 from bootstrap_repro.runtimes import DockerSettings, ensure_image  # noqa: E402
-from bootstrap_repro.runtimes._docker import BuildContext, _build, connect  # noqa: E402
-
-
-def frozen_context(dest: Path) -> Path:
-    """A copy of the project's build context; returns its Dockerfile."""
-    context = BuildContext.collect(ROOT / "Dockerfile")
-    for rel in context.files:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, target)
-    return dest / "Dockerfile"
+from bootstrap_repro.runtimes._docker import _build, connect  # noqa: E402
+from bootstrap_repro.runtimes._docker_context import BuildContext  # noqa: E402
 
 
 def timed_build(client, dockerfile: Path, tag: str, nocache: bool) -> float:
@@ -91,7 +82,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="docker-bench-"))
     tags = []
     try:
-        dockerfile = frozen_context(tmp / "context")
+        dockerfile = standin.frozen_context(tmp / "context")
         with standin.serve(standin.build_wheelhouse(sys.stderr)):
             cold = timed_build(client, dockerfile, "bootstrap-repro-bench:cold", nocache=True)
             tags.append("bootstrap-repro-bench:cold")

@@ -14,7 +14,7 @@ As a script (as root, with the Docker engine running)::
     python docker/standin.py            # builds both stand-ins and the project image, prints the options
 
 As a module: :func:`build_base`, :func:`build_wheelhouse`, :func:`serve`, :func:`build_args`,
-:func:`prepare_project_image`.
+:func:`frozen_context`, :func:`prepare_project_image`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -182,18 +181,32 @@ def build_args(port: int = WHEELHOUSE_PORT) -> dict[str, str]:
     return {"BASE_IMAGE": STANDIN_IMAGE, "PIP_ARGS": f"--no-index --find-links http://127.0.0.1:{port}/"}
 
 
-def prepare_project_image(log: IO[str] = sys.stderr) -> tuple[Any, float]:
-    """Stand-in base, wheelhouse, then the project image (found or built by the Docker runtime).
+def frozen_context(dest: Path) -> Path:
+    """A copy of the project's build context in ``dest`` (edits to this checkout then change nothing);
+    returns its Dockerfile.  Same files, so the same image hash as the checkout's own context."""
+    sys.path.insert(0, str(REPO))
+    from bootstrap_repro.runtimes._docker_context import BuildContext
+
+    for rel in BuildContext.collect(REPO / "Dockerfile").files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
+    return dest / "Dockerfile"
+
+
+def prepare_project_image(log: IO[str] = sys.stderr, dockerfile: Path | None = None) -> tuple[Any, float]:
+    """Stand-in base, wheelhouse, then the project image (found or built by the Docker runtime) from
+    ``dockerfile`` (default: this checkout's).
 
     Returns the runtime's ``ImageInfo`` and the seconds it took to find or build it.
     """
     sys.path.insert(0, str(REPO))
     from bootstrap_repro.runtimes import DockerSettings, ensure_image
-    from bootstrap_repro.runtimes._docker import connect, default_dockerfile
+    from bootstrap_repro.runtimes._docker import connect
 
     client = connect()
     build_base(log, client)
-    settings = DockerSettings(image=None, dockerfile=default_dockerfile() or REPO / "Dockerfile",
+    settings = DockerSettings(image=None, dockerfile=dockerfile or REPO / "Dockerfile",
                               build_args=build_args(), gpus=None, shm_size="2g", env={}, mounts=())
     with serve(build_wheelhouse(log)):
         start = time.perf_counter()

@@ -14,7 +14,6 @@ import pytest
 
 from conftest import REPO, cli
 from bootstrap_repro.errors import OptionsError, ReproError
-from bootstrap_repro.options import Options
 from bootstrap_repro.runtimes import (
     CONTAINER_ENV,
     DockerSettings,
@@ -22,14 +21,8 @@ from bootstrap_repro.runtimes import (
     ExpDirNotWritableError,
     wants_docker,
 )
-from bootstrap_repro.runtimes._docker import (
-    BuildContext,
-    _plan_mounts,
-    base_images,
-    check_writable,
-    connect,
-    default_dockerfile,
-)
+from bootstrap_repro.runtimes._docker import _plan_mounts, check_writable, connect, default_dockerfile
+from bootstrap_repro.runtimes._docker_context import BuildContext, base_images
 
 
 def settings(tiny_options, **docker) -> DockerSettings:
