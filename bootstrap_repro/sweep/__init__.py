@@ -26,7 +26,15 @@ from bootstrap_repro.sweep._storage import (
     StudyStorage,
     storage_for,
 )
-from bootstrap_repro.sweep._trial import TRIAL_ENV, TRIAL_FILE, TrialContext, best_value, objective_series, read_trial_file
+from bootstrap_repro.sweep._trial import (
+    TRIAL_ENV,
+    TRIAL_FILE,
+    TrialContext,
+    best_value,
+    is_lost,
+    objective_series,
+    read_trial_file,
+)
 
 __all__ = [
     "Sweep",
@@ -53,6 +61,7 @@ __all__ = [
     "read_trial_file",
     "objective_series",
     "best_value",
+    "is_lost",
     "build_report",
     "rebuild_report",
     "is_sweep_dir",

@@ -56,6 +56,7 @@ from bootstrap_repro.sweep._trial import (
     TRIAL_ENV,
     TrialContext,
     best_value,
+    is_lost,
     objective_series,
     read_trial_file,
     update_trial_file,
@@ -266,18 +267,16 @@ class Sweep:
 
     # ------------------------------------------------------------------ study bookkeeping
     @staticmethod
-    def _lost(t: Any) -> bool:
-        return t.state.name == "FAIL" and (bool(t.user_attrs.get("lost")) or "returncode" not in t.user_attrs)
-
-    @staticmethod
     def _attempt(t: Any) -> int:
         return int(t.user_attrs.get("attempt", 1))
 
-    def _counts(self, t: Any) -> bool:
-        """Whether ``t`` uses one of the ``n_trials`` (WAITING ones do once they run)."""
+    @classmethod
+    def counts_toward_n_trials(cls, t: Any) -> bool:
+        """Whether trial ``t`` uses one of the ``n_trials``: COMPLETE, PRUNED, RUNNING, or FAIL on its own
+        (or lost :data:`MAX_ATTEMPTS` times).  A WAITING trial (a retry, an enqueued point) counts once it runs."""
         if t.state.name in ("COMPLETE", "PRUNED", "RUNNING"):
             return True
-        return t.state.name == "FAIL" and (not self._lost(t) or self._attempt(t) >= MAX_ATTEMPTS)
+        return t.state.name == "FAIL" and (not is_lost(t) or cls._attempt(t) >= MAX_ATTEMPTS)
 
     def _dead(self, t: Any) -> bool:
         """Whether running trial ``t`` belongs to a driver that is gone (checked under the study lock)."""
@@ -313,7 +312,7 @@ class Sweep:
         trials = study.get_trials(deepcopy=False)
         retried = {t.user_attrs.get("retry_of") for t in trials}
         for t in trials:
-            if self._lost(t) and t.number not in retried and self._attempt(t) < MAX_ATTEMPTS:
+            if is_lost(t) and t.number not in retried and self._attempt(t) < MAX_ATTEMPTS:
                 study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "attempt": self._attempt(t) + 1})
         return study.get_trials(deepcopy=False)
 
@@ -328,7 +327,7 @@ class Sweep:
                 if self._stopping.is_set():
                     return None
                 trials = self._recover()
-                used = sum(1 for t in trials if self._counts(t))
+                used = sum(1 for t in trials if self.counts_toward_n_trials(t))
                 if used >= self.n_trials:
                     others = any(t.state == TrialState.RUNNING and t.number not in self._mine for t in trials)
                     return _WAIT if others else None
@@ -591,13 +590,17 @@ class Sweep:
         assert self.study is not None
         trials = self.study.get_trials(deepcopy=False)
         counts = collections.Counter(t.state.name for t in trials)
-        counts["lost"] = sum(1 for t in trials if self._lost(t))
+        counts["lost"] = sum(1 for t in trials if is_lost(t) and not self.counts_toward_n_trials(t))  # FAIL after MAX_ATTEMPTS
         counts["FAIL"] -= counts["lost"]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         pick = max if self.spec.direction == "maximize" else min
         best = pick(complete, key=lambda t: t.value) if complete else None
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        pending = sum(1 for t in trials if is_lost(t) and not self.counts_toward_n_trials(t) and t.number not in retried)
         line = (f"{counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed"
-                + (f", {counts['lost']} lost and retried" if counts["lost"] else "") + f" (n_trials {self.n_trials})")
+                + (f", {counts['lost'] - pending} lost and retried" if counts["lost"] > pending else "")
+                + (f", {pending} lost (retried when the sweep runs again)" if pending else "")
+                + f" (n_trials {self.n_trials})")
         if best is not None:
             line += f"; best {self.spec.objective}={best.value:.6g} in trial {best.number:04d} {best.params}"
         if report is not None:

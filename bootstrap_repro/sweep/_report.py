@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.fileio import atomic_write_text
 from bootstrap_repro.sweep._importance import main_effect_importances
+from bootstrap_repro.sweep._trial import is_lost
 from bootstrap_repro.views import ensure_plotly_js, render_html
 
 if TYPE_CHECKING:
@@ -227,8 +228,8 @@ def _cell(value: Any, text: str | None = None, *, txt: bool = False, inner: str 
 
 def _trial_note(t: Any) -> str:
     ua = t.user_attrs
-    if ua.get("lost"):
-        return f"lost ({ua['lost']}); retried"
+    if is_lost(t):
+        return f"lost ({ua.get('lost') or 'no heartbeat'}); retried"
     if ua.get("error"):
         return str(ua["error"])
     if t.state.name == "PRUNED" and t.intermediate_values:
@@ -267,7 +268,7 @@ def _header(trials: Sequence[Any], best: Any, meta: Mapping[str, Any]) -> str:
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    lost = sum(1 for t in trials if t.state.name == "FAIL" and t.user_attrs.get("lost"))
+    lost = sum(1 for t in trials if is_lost(t))
     parts = [f"{meta['direction']} {meta['objective']}", f"n_trials {meta['n_trials']}",
              f"{counts.get('COMPLETE', 0)} complete, {counts.get('PRUNED', 0)} pruned, "
              f"{counts.get('FAIL', 0) - lost} failed, {counts.get('RUNNING', 0) + counts.get('WAITING', 0)} running or waiting"

@@ -20,7 +20,7 @@ from bootstrap_repro.fileio import atomic_write_json
 
 __all__ = [
     "TRIAL_ENV", "TRIAL_FILE", "HOOK_MODULE", "TrialContext", "read_trial_file", "update_trial_file",
-    "objective_series", "best_value",
+    "objective_series", "best_value", "is_lost",
 ]
 
 #: JSON :class:`TrialContext` given to a trial process.
@@ -99,3 +99,12 @@ def best_value(series: list[tuple[int, float | None]], direction: str) -> tuple[
         return None
     pick = max if direction == "maximize" else min
     return pick(ok, key=lambda ev: ev[1])
+
+
+def is_lost(trial: Any) -> bool:
+    """Whether a FAIL trial did not end on its own (driver died, interrupted, stale heartbeat): it is retried.
+
+    The driver records ``returncode`` for every trial process that ended; a trial failed by
+    anyone else has none, and the driver marks interrupted ones ``lost``.
+    """
+    return trial.state.name == "FAIL" and (bool(trial.user_attrs.get("lost")) or "returncode" not in trial.user_attrs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,13 +106,20 @@ def test_report_renders_in_chromium(six):
 
 # --------------------------------------------------------------------------- pruning and the cache
 def test_pruner_stops_bad_trials_and_cached_trials_are_told(tmp_path):
-    """Trials 0, 1, 3 learn (1 and 3 repeat 0's options: result cache), trials 2 and 4 cannot (lr 0) and are pruned."""
+    """Trials 0, 1, 3 learn (1 and 3 repeat 0's options: result cache), trials 2 and 4 cannot (lr 0) and are pruned.
+
+    The package runs from a copy outside the git checkout: the cache key holds the code's state, which
+    other work in the checkout could change between two trials.
+    """
     good, bad = {"optimizer.lr": GOOD_LR}, {"optimizer.lr": BAD_LR}
     f = write_sweep(tmp_path, options={"engine": {"nb_epochs": 3}},
                     sweep={"n_trials": 5, "pruner": {"name": "median", "n_warmup_steps": 0, "n_startup_trials": 2}},
                     params={"optimizer.lr": {"type": "categorical", "choices": [GOOD_LR, BAD_LR]}},
                     enqueue=[good, good, bad, good, bad])
-    r = sweep_cli(f)
+    shutil.copytree(REPO / "bootstrap_repro", tmp_path / "pkg" / "bootstrap_repro",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "bootstrap_repro", "sweep", str(f)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path / "pkg")}, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     sweep_dir = tmp_path / "sweep"
     trials = {t.number: t for t in study_trials(sweep_dir)}

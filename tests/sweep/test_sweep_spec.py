@@ -9,11 +9,13 @@ import pytest
 
 from bootstrap_repro.cli import main
 from bootstrap_repro.sweep import (
+    MAX_ATTEMPTS,
     ParamSpec,
     Sweep,
     SweepError,
     best_value,
     gpus_for,
+    is_lost,
     load_sweep,
     make_sampler,
     objective_series,
@@ -228,3 +230,28 @@ def test_one_gpu_per_worker():
     assert [gpus_for(s, ["2", "3"]) for s in range(3)] == [["2"], ["3"], ["2"]]
     assert [gpus_for(s, ["0", "1", "2", "3"], 2) for s in range(2)] == [["0", "1"], ["2", "3"]]
     assert gpus_for(0, []) == []
+
+
+def test_which_trials_count_toward_n_trials():
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    def trial(state, **attrs):
+        return create_trial(state=state, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                            value=1.0 if state == TrialState.COMPLETE else None, user_attrs=attrs)
+
+    cases = [
+        (trial(TrialState.COMPLETE, returncode=0), True),
+        (trial(TrialState.PRUNED, returncode=0), True),
+        (trial(TrialState.FAIL, returncode=1, error="boom"), True),  # failed on its own: a result
+        (trial(TrialState.FAIL, returncode=130, lost="interrupted"), False),  # retried instead
+        (trial(TrialState.FAIL), False),  # failed by a heartbeat: its driver never saw it end
+        (trial(TrialState.FAIL, lost="its driver died", attempt=MAX_ATTEMPTS), True),  # no more retries
+        (trial(TrialState.WAITING), False),
+    ]
+    study = optuna.create_study()
+    study.add_trials([t for t, _ in cases])
+    got = [Sweep.counts_toward_n_trials(t) for t in study.get_trials()]
+    assert got == [expected for _, expected in cases]
+    assert [is_lost(t) for t in study.get_trials()] == [False, False, False, True, True, True, False]
