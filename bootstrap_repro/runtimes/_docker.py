@@ -123,8 +123,12 @@ def wants_docker(options: Any) -> bool:
     return name == "docker" and CONTAINER_ENV not in os.environ
 
 
-def _pairs(key: str, value: Any) -> dict[str, str]:
-    """``{K: V}`` or ``['K=V', ...]`` → ``{'K': 'V'}``."""
+def _pairs(key: str, value: Any, *, from_host: bool = False) -> dict[str, str]:
+    """``{K: V}`` or ``['K=V', ...]`` → ``{'K': 'V'}``.
+
+    With ``from_host``, a bare ``K`` (or ``K: null``) takes the host's ``$K`` when the run
+    starts, so a secret never lands in ``options.yaml`` or the record.
+    """
     if value is None:
         return {}
     if isinstance(value, dict):
@@ -133,15 +137,20 @@ def _pairs(key: str, value: Any) -> dict[str, str]:
         items = []
         for item in value:
             name, eq, val = str(item).partition("=")
-            if not eq:
+            if not eq and not from_host:
                 raise OptionsError(f"{key}: expected NAME=VALUE items, got {item!r}")
-            items.append((name, val))
+            items.append((name, val if eq else None))
     else:
         raise OptionsError(f"{key}: expected a mapping or a list of NAME=VALUE, got {value!r}")
     out = {}
     for name, val in items:
         if not _ENV_NAME.match(name):
             raise OptionsError(f"{key}: {name!r} is not a valid variable name (letters, digits, _)")
+        if val is None and from_host:
+            if name not in os.environ:
+                raise OptionsError(f"{key}: {name} is to be passed from the host, but it is not set here; "
+                                   f"export it or give {name}=VALUE")
+            val = os.environ[name]
         out[name] = "" if val is None else str(val).lower() if isinstance(val, bool) else str(val)
     return out
 
@@ -213,7 +222,7 @@ class DockerSettings:
             build_args=_pairs("runtime.docker.build_args", options.get("runtime.docker.build_args")),
             gpus=_gpus(options.get("runtime.docker.gpus", "none")),
             shm_size=str(shm),
-            env=_pairs("runtime.docker.env", options.get("runtime.docker.env")),
+            env=_pairs("runtime.docker.env", options.get("runtime.docker.env"), from_host=True),
             mounts=tuple(_mounts(options.get("runtime.docker.mounts"))),
         )
 
@@ -672,7 +681,11 @@ def launch_docker(options: Any, options_path: str, overrides: Sequence[str], *, 
     client = connect()
     try:
         _clean_leftovers(client, exp_dir)
-        image = ensure_image(client, settings, err)
+        try:
+            image = ensure_image(client, settings, err)
+        except KeyboardInterrupt:
+            print("docker: interrupted while preparing the image; nothing ran", file=err, flush=True)
+            return 130
         spec = run_spec(options, options_path, overrides, settings, image, exp_dir, cache=cache)
         return _run_container(client, spec, out, err)
     finally:

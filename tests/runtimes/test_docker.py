@@ -79,10 +79,20 @@ def test_env_and_build_args_as_mapping_or_list(tiny_options):
 
 
 def test_env_bad_items(tiny_options):
-    with pytest.raises(OptionsError, match=r"^runtime.docker.env: expected NAME=VALUE items, got 'JUSTNAME'$"):
-        settings(tiny_options, env=["JUSTNAME"])
+    with pytest.raises(OptionsError, match=r"^runtime.docker.build_args: expected NAME=VALUE items, got 'JUSTNAME'$"):
+        settings(tiny_options, build_args=["JUSTNAME"])
     with pytest.raises(OptionsError, match=r"^runtime.docker.build_args: '1X' is not a valid variable name"):
         settings(tiny_options, build_args={"1X": "a"})
+
+
+def test_env_names_alone_come_from_the_host(tiny_options, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "s3cret")
+    monkeypatch.delenv("NOT_SET_HERE", raising=False)
+    assert settings(tiny_options, env=["WANDB_API_KEY", "A=1"]).env == {"WANDB_API_KEY": "s3cret", "A": "1"}
+    assert settings(tiny_options, env={"WANDB_API_KEY": None}).env == {"WANDB_API_KEY": "s3cret"}
+    with pytest.raises(OptionsError, match=r"^runtime.docker.env: NOT_SET_HERE is to be passed from the host, but it "
+                                           r"is not set here; export it or give NOT_SET_HERE=VALUE$"):
+        settings(tiny_options, env=["NOT_SET_HERE"])
 
 
 def test_shm_size_and_mounts_and_dockerfile_checked(tiny_options, tmp_path):
