@@ -41,7 +41,7 @@ from bootstrap_repro.record import (
     take_snapshot,
 )
 
-__all__ = ["RunResult", "CacheHit", "run", "check_exp_dir", "RunLockedError", "EXIT_CODES"]
+__all__ = ["RunResult", "CacheHit", "run", "validate", "engine_facts", "check_exp_dir", "RunLockedError", "EXIT_CODES"]
 
 #: Exit code of each final status.
 EXIT_CODES = {"COMPLETED": 0, "STOPPED": 0, "FAILED": 1, "INTERRUPTED": 130}
@@ -98,6 +98,11 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
     resume = options.get("exp.resume") or None
     if resume is None:
         if path.exists() and (not path.is_dir() or any(p.name != LOCK_NAME for p in path.iterdir())):
+            if (path / "options.yaml").is_file() and not any(path.glob("ckpt_*")):
+                raise ExperimentExistsError(
+                    f"exp.dir: {path} holds a run that ended before its first checkpoint (see its logs.txt); "
+                    f"remove it (rm -r {path}) or choose a new --exp.dir"
+                )
             raise ExperimentExistsError(
                 f"exp.dir: {path} already exists; resume it with --exp.resume last (or best_<metric>), "
                 f"or choose a new --exp.dir"
@@ -107,7 +112,7 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
 
         if not path.is_dir():
             raise CheckpointError(f"exp.resume: {resume!r} asked but exp.dir {path} does not exist; check --exp.dir")
-        recover_groups(path)
+        # No recovery here: another run may hold the dir; names of a commit in flight count.
         if str(resume) not in checkpoint_names(path):
             have = ", ".join(checkpoint_names(path)) or "none"
             raise CheckpointError(
@@ -285,6 +290,48 @@ def _register_hook_plugins(engine: Any, options: Options) -> None:
         import_factory(name, HOOKS_ENV, attr="register")(engine)
 
 
+def _build(options: Options, logger: Logger, eval_only: bool) -> Any:
+    """Engine, datasets, model and optimizer from the options; checks what a tiny forward pass can."""
+    from bootstrap_repro import datasets, engines, models, optimizers, views
+
+    engine = engines.factory(options, logger)
+    seed_everything(engine.seed)
+    engine.dataset = datasets.factory(engine)
+    engine.model = models.factory(engine)
+    if not eval_only:
+        engine.optimizer = optimizers.factory(engine.model, engine)
+        if engine.optimizer is None:
+            raise OptionsError(
+                "optimizer: a training run needs an optimizer section (e.g. optimizer: {name: adam, lr: 0.001}); "
+                "for an eval-only run set --dataset.train_split ''"
+            )
+    _check_saving_criteria(engine)
+    views.parse_view_option(options.get("view"))
+    return engine
+
+
+def validate(options: Options) -> None:
+    """Check everything :func:`run` checks before it creates anything (launchers call it first)."""
+    check_exp_dir(options)
+    eval_only = not options.get("dataset.train_split")
+    if eval_only and not options.get("dataset.eval_split"):
+        raise OptionsError("dataset.train_split and dataset.eval_split are both empty; set at least one")
+    opt = options.copy()
+    for key in ("runtime.nproc_per_node", "runtime.nnodes"):
+        if key in opt:
+            opt[key] = 1
+    opt.freeze()
+    logger = Logger(activate=False, echo=False)
+    with opt.activate(), logger.activate():
+        _build(opt, logger, eval_only)
+
+
+def engine_facts(engine: Any) -> dict[str, Any]:
+    """What the record says about how the engine ran: device, precision, determinism, processes."""
+    return {"device": str(engine.device), "amp": engine.precision.mode, "compile": engine.compile,
+            "world_size": engine.dist.world_size, **engine.determinism.describe()}
+
+
 def run(
     options: Options,
     *,
@@ -321,17 +368,9 @@ def run(
         hit = _from_cache(options, exp_dir, snap, logger)
         if hit is not None:
             return hit
-    from bootstrap_repro import datasets, engines, models, optimizers, views
 
     with options.activate(), logger.activate():
-        engine = engines.factory(options, logger)
-        seed_everything(engine.seed)
-        engine.dataset = datasets.factory(engine)
-        engine.model = models.factory(engine)
-        if not eval_only:
-            engine.optimizer = optimizers.factory(engine.model, engine)
-        _check_saving_criteria(engine)
-        views.parse_view_option(options.get("view"))
+        engine = _build(options, logger, eval_only)
         if not writer:
             return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, False)
         exp_dir.mkdir(parents=True, exist_ok=True)
@@ -339,6 +378,8 @@ def run(
             _check_still_empty(exp_dir, resume)
             assert snap is not None
             rec = RunRecord.begin(exp_dir, snap, resume=resume, mode="eval" if eval_only else "train")
+            rec.data.setdefault("runtime", {})["engine"] = engine_facts(engine)
+            rec.save()
             try:
                 result = _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, True)
             except BaseException as exc:

@@ -60,8 +60,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def checkpoint_names(exp_dir: str | Path) -> list[str]:
     """Names (``last``, ``best_acctop1``) of the complete checkpoints in ``exp_dir``."""
     exp_dir = Path(exp_dir)
-    names = {p.name[len("ckpt_"):-len("_engine.pth.tar")] for p in exp_dir.glob("ckpt_*_engine.pth.tar")}
-    return sorted(n for n in names if all((exp_dir / f"ckpt_{n}_{part}.pth.tar").exists() for part in PARTS))
+    names = {p.name[len("ckpt_"):].split("_engine.pth.tar")[0] for p in exp_dir.glob("ckpt_*_engine.pth.tar*")}
+
+    def present(n: str, part: str) -> bool:  # final, or staged by a commit in flight
+        f = exp_dir / f"ckpt_{n}_{part}.pth.tar"
+        return f.exists() or f.with_name(f.name + ".staged").exists()
+
+    return sorted(n for n in names if all(present(n, part) for part in PARTS))
 
 
 def snapshot(obj: Any) -> Any:

@@ -67,7 +67,10 @@ def _check_devices(options: Any) -> None:
 
 def launch_distributed(options: Any, run_argv: Sequence[str]) -> int:
     """Check what can be checked, then run torchrun and return its exit code."""
+    from bootstrap_repro.run import validate
+
     _check_devices(options)
+    validate(options)  # bad input fails here, once, in one line: not once per rank
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.call(torchrun_command(options, run_argv), env=env)

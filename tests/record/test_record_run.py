@@ -36,7 +36,10 @@ def test_record_is_written_at_start_and_closed_at_end(tiny_options):
     assert rec["status"] == "COMPLETED" and rec["ended"] >= rec["started"] == seen["started"]
     assert rec["schema_version"] == 1 and rec["seed"] == 7 and rec["mode"] == "train"
     assert rec["code"]["git"] is False  # tmp_path holds no repo
-    assert rec["environment"]["torch"]["version"] and rec["runtime"] == {"kind": "local"}
+    assert rec["environment"]["torch"]["version"] and rec["runtime"]["kind"] == "local"
+    engine = {k: v for k, v in rec["runtime"]["engine"].items() if k != "cublas_workspace_config"}
+    assert engine == {"device": "cpu", "amp": "none", "compile": False, "world_size": 1,
+                      "deterministic": False, "cudnn_benchmark": False}  # which mode ran
     assert rec["cache_key"] == result.record.key and len(rec["cache_key"]) == 64
     assert (exp / "repro" / "packages.txt").read_text().count("==") == rec["environment"]["packages"]["count"]
 
