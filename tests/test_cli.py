@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bootstrap_repro.cli import main
 
@@ -164,3 +165,30 @@ def test_run_view_compare_end_to_end(tmp_path, tiny_file):
     # the subprocess's bad input: one line on stderr, no traceback, exit 2
     r = cli("run", "-o", str(f), "--exp.dir", str(a))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_training_without_optimizer_section(capsys, tmp_path, tiny_file):
+    tree = yaml.safe_load(tiny_file().read_text())
+    del tree["optimizer"]
+    f = write_options(tmp_path / "noopt.yaml", tree)
+    assert_bad_input(capsys, tmp_path, ["run", "-o", str(f)],
+                     "optimizer: a training run needs an optimizer section (e.g. optimizer: {name: adam, lr: 0.001}); "
+                     "for an eval-only run set --dataset.train_split ''")
+
+
+def test_dir_of_a_run_that_never_checkpointed(capsys, tmp_path, tiny_file):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "options.yaml").write_text("exp: {dir: x}\n")
+    (exp / "logs.txt").write_text("[E ...] Run failed\n")
+    assert_bad_input(capsys, tmp_path, ["run", "-o", str(tiny_file())],
+                     f"exp.dir: {exp} holds a run that ended before its first checkpoint (see its logs.txt); "
+                     f"remove it (rm -r {exp}) or choose a new --exp.dir")
+
+
+def test_bad_input_under_torchrun_fails_once_before_launch(tmp_path, tiny_file):
+    r = cli("run", "-o", str(tiny_file()), "--nproc-per-node", "2", "--model.network.name", "nope")
+    assert r.returncode == 2
+    assert r.stderr == ("error: model.network.name: unknown name 'nope' (valid: lenet, mlp; "
+                        "or set model.network.import to a module with a factory)\n")
+    assert not (tmp_path / "exp").exists()
