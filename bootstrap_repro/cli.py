@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # As with `python -m`, `import:` plugins of the current folder resolve under the console script.
+        sys.path.insert(0, os.getcwd())
     parser = _parser()
     try:
         args, rest = parser.parse_known_args(argv)

@@ -451,7 +451,7 @@ class Options(Activatable):
         width = max((len(k) for k in leaves), default=0) + 2
         lines = [f"options (from {self.source or 'defaults'}); override any with --key VALUE:"]
         for key, value in leaves.items():
-            shown = yaml.safe_dump(_plain(value), default_flow_style=True).strip()
+            shown = yaml.safe_dump(_plain(value), default_flow_style=True, width=float("inf")).strip()
             if shown.endswith("\n...") or shown.endswith("..."):
                 shown = shown.replace("\n...", "").removesuffix("...").strip()
             lines.append(f"  --{key:<{width}} {shown:<20} ({_type_name(value)})")
