@@ -75,7 +75,7 @@ def reference(request, tmp_path_factory):
 @pytest.mark.parametrize("kill_at", [
     "train_on_start_batch:2:1",  # in the middle of epoch 3 of 5
     "train_on_flush:2",  # epoch 3's train values are in logs.json, its checkpoint is not written
-    "engine_on_checkpoint:3",  # right after the checkpoints of epoch 3 were committed
+    "engine_on_checkpoint:3",  # while the checkpoints of epoch 3 are being written in the background
 ])
 def test_kill9_then_resume_is_bit_identical(tmp_path, reference, kill_at):
     nb_threads, expected = reference

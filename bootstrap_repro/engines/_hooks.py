@@ -41,7 +41,7 @@ EVAL_HOOKS = (
 )
 ENGINE_HOOKS = (
     "engine_on_resume",  # a checkpoint was loaded (engine.state.resumed_from)
-    "engine_on_checkpoint",  # a checkpoint was saved (engine.state.checkpoint)
+    "engine_on_checkpoint",  # a checkpoint save started (engine.state.checkpoint); engine.checkpointer.wait() = on disk
     "engine_on_end_epoch",  # train + eval + checkpoints of an epoch are done
     "engine_on_exception",  # the run is failing (engine.state.exception)
 )
