@@ -217,7 +217,8 @@ def prepare_project_image(log: IO[str] = sys.stderr, dockerfile: Path | None = N
 def options_text() -> str:
     """The options a user passes to run on the stand-in image."""
     args = build_args()
-    return f"--runtime.name docker --runtime.docker.build_args BASE_IMAGE={args['BASE_IMAGE']} 'PIP_ARGS={args['PIP_ARGS']}'"
+    return (f"--runtime.name docker --runtime.docker.build_args BASE_IMAGE={args['BASE_IMAGE']} "
+            f"'PIP_ARGS={args['PIP_ARGS']}'")
 
 
 if __name__ == "__main__":

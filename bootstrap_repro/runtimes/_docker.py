@@ -74,7 +74,7 @@ LABEL = "bootstrap-repro"
 EXP_LABEL = "bootstrap-repro.exp"
 #: Label of a built image: the hash of its build inputs.
 INPUTS_LABEL = "bootstrap-repro.inputs"
-#: Label of a built image: JSON list of its base images.
+#: Label of a built image: JSON list of its base images (name, id, repo digest).
 BASES_LABEL = "bootstrap-repro.base-images"
 IMAGE_REPO = "bootstrap-repro"
 #: Host variables passed into the container when set (they change numerics, threads or hooks).
@@ -287,7 +287,7 @@ class ImageInfo:
     id: str
     tag: str | None
     repo_digest: str | None  #: ``repo@sha256:...`` when the image came from a registry; local builds have none
-    base_images: list[str]
+    base_images: list[dict[str, str | None]]  #: ``{name, id, repo_digest}`` of each ``FROM`` image
     inputs: str | None  #: hash of the build inputs (images built here)
     built: bool  #: built by this call
 
@@ -340,8 +340,11 @@ def ensure_image(client: Any, settings: DockerSettings, log: IO[str]) -> ImageIn
     context = BuildContext.collect(settings.dockerfile)
     bases = base_images(settings.dockerfile.read_text(encoding="utf-8"), settings.build_args)
     hint = "docker pull / docker load it, or pass --runtime.docker.build_args BASE_IMAGE=<an image on this engine>"
-    base_ids = {b: _get_or_pull(client, b, "runtime.docker.dockerfile: base image", log, hint).id for b in bases}
-    inputs = context.digest(settings.build_args, base_ids)
+    base_info = []
+    for name in bases:
+        base = _get_or_pull(client, name, "runtime.docker.dockerfile: base image", log, hint)
+        base_info.append({"name": name, "id": base.id, "repo_digest": (base.attrs.get("RepoDigests") or [None])[0]})
+    inputs = context.digest(settings.build_args, {b["name"]: b["id"] for b in base_info})
     tag = f"{IMAGE_REPO}:{inputs[:16]}"
     # By tag and label: images built FROM this one inherit its label.
     found = client.images.list(name=tag, filters={"label": f"{INPUTS_LABEL}={inputs}"})
@@ -350,7 +353,7 @@ def ensure_image(client: Any, settings: DockerSettings, log: IO[str]) -> ImageIn
     print(f"docker: building image {tag} from {settings.dockerfile} ({len(context.files)} context files)",
           file=log, flush=True)
     image_id = _build(client, context, settings.build_args, tag,
-                      {LABEL: "1", INPUTS_LABEL: inputs, BASES_LABEL: json.dumps(bases)}, log)
+                      {LABEL: "1", INPUTS_LABEL: inputs, BASES_LABEL: json.dumps(base_info)}, log)
     return _info(client.images.get(image_id), built=True)
 
 

@@ -253,7 +253,8 @@ def test_run_spec(tiny_options, tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     opt = tiny_options({"runtime": {"name": "docker", "docker": {"gpus": "device=1", "env": {"WANDB_MODE": "off"}}}})
     exp = tmp_path / "runs" / "exp"
-    info = ImageInfo("sha256:abc", "bootstrap-repro:0123", None, ["base:1"], "f" * 64, built=False)
+    base = {"name": "base:1", "id": "sha256:b", "repo_digest": None}
+    info = ImageInfo("sha256:abc", "bootstrap-repro:0123", None, [base], "f" * 64, built=False)
     spec = run_spec(opt, "options.yaml", ["--engine.nb_epochs", "2"], DockerSettings.from_options(opt), info, exp)
     assert spec.command == ["python", "-m", "bootstrap_repro", "run", "-o", str(tmp_path / "options.yaml"),
                             "--engine.nb_epochs", "2"]

@@ -163,7 +163,8 @@ def test_digits_in_docker_equals_a_local_run(engine, local_digits, tmp_path):
     runtime = record["runtime"]  # the container facts
     assert runtime["kind"] == "docker" and runtime["image"]["id"] == engine.image.id
     assert runtime["image"]["repo_digest"] is None  # a local build
-    assert runtime["image"]["base_images"] == [standin.STANDIN_IMAGE]
+    base = engine.client.images.get(standin.STANDIN_IMAGE)
+    assert runtime["image"]["base_images"] == [{"name": standin.STANDIN_IMAGE, "id": base.id, "repo_digest": None}]
     assert runtime["run"]["user"] == f"{os.getuid()}:{os.getgid()}" and runtime["run"]["init"] is True
     assert {"path": str(exp.parent), "read_only": False} in runtime["run"]["mounts"]
     assert record["environment"]["torch"]["version"] == json.loads(
