@@ -170,6 +170,11 @@ def test_digits_in_docker_equals_a_local_run(engine, local_digits, tmp_path):
     assert record["environment"]["torch"]["version"] == json.loads(
         (local_digits / "repro" / "record.json").read_text())["environment"]["torch"]["version"]
 
+    # view and compare read a Docker-made dir as any other
+    assert cli("view", str(exp)).returncode == 0
+    compared = cli("compare", str(exp), str(local_digits))
+    assert compared.returncode == 0 and str(exp) in compared.stdout
+
     # a second run reuses the image: nothing built, same id
     again = cli("run", "-o", str(DIGITS), "--engine.nb_epochs", "1", "--exp.dir", str(tmp_path / "again"),
                 *engine.args, cwd=REPO)
