@@ -51,6 +51,7 @@ def make_repo(root: Path, n_files: int) -> Path:
     (root / "options.yaml").write_text("exp: {dir: /tmp/unused}\nmodel: {network: {import: pkg.net}}\n")
     (root / ".gitignore").write_text("logs/\n")
     git(root, "init", "-q", "-b", "main")
+    git(root, "config", "gc.auto", "0")  # no background auto-gc racing the temp dir's removal
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "10k files")
     # dirty tree: edited tracked files, staged new files, untracked files
