@@ -158,6 +158,8 @@ def build_wheelhouse(log: IO[str] = sys.stderr) -> Path:
 @contextlib.contextmanager
 def serve(directory: Path, port: int = WHEELHOUSE_PORT) -> Iterator[str]:
     """Serve ``directory`` on ``http://127.0.0.1:port/`` while the block runs."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        raise RuntimeError(f"127.0.0.1:{port} is already in use (a stale wheelhouse server?); stop it first")
     proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                              "--directory", str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
