@@ -31,6 +31,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -157,9 +158,21 @@ def build_wheelhouse(log: IO[str] = sys.stderr) -> Path:
 
 @contextlib.contextmanager
 def serve(directory: Path, port: int = WHEELHOUSE_PORT) -> Iterator[str]:
-    """Serve ``directory`` on ``http://127.0.0.1:port/`` while the block runs."""
+    """Serve ``directory`` on ``http://127.0.0.1:port/`` while the block runs.
+
+    When another session already serves the same wheelhouse there, that server is used.
+    """
+    url = f"http://127.0.0.1:{port}/"
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-        raise RuntimeError(f"127.0.0.1:{port} is already in use (a stale wheelhouse server?); stop it first")
+        try:
+            with urllib.request.urlopen(url + ".complete", timeout=5) as answer:
+                same = answer.read() == (directory / ".complete").read_bytes()
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            raise RuntimeError(f"127.0.0.1:{port} is in use by something else than this wheelhouse; stop it first")
+        yield url
+        return
     proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                              "--directory", str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -172,7 +185,7 @@ def serve(directory: Path, port: int = WHEELHOUSE_PORT) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the wheelhouse server did not answer on 127.0.0.1:{port}")
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
