@@ -125,6 +125,10 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     overrides = _torchrun_flags(overrides)
     opt = Options.load(args.path_opts, overrides)
+    done = _already_done(opt)
+    if done is not None:
+        print(done)
+        return 0
     from bootstrap_repro.record import NO_CACHE_ENV
     from bootstrap_repro.runtimes import launch_distributed, wants_distributed
 
@@ -160,6 +164,28 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"interrupted; resume with: bootstrap-repro run -o {result.exp_dir / 'options.yaml'} --exp.resume last",
               file=sys.stderr)
     return result.exit_code
+
+
+def _already_done(opt: Any) -> str | None:
+    """A line when ``exp.dir`` already holds this very experiment, COMPLETED (same cache key); else None.
+
+    Typing the same command twice is then a no-op instead of an "exp.dir exists" error.
+    """
+    from bootstrap_repro.record import RecordError, read_record, take_snapshot
+
+    exp_dir = opt.get("exp.dir")
+    if not exp_dir or opt.get("exp.resume") or not (Path(str(exp_dir)) / "repro" / "record.json").is_file():
+        return None
+    try:
+        rec = read_record(str(exp_dir))
+    except RecordError:
+        return None
+    if rec.get("status") != "COMPLETED" or rec.get("resumes"):
+        return None
+    key = take_snapshot(opt.copy(), exp_dir=Path(str(exp_dir))).key
+    if rec.get("cache_key") != key:
+        return None
+    return f"up to date: {exp_dir} already holds this experiment, completed (key {key[:12]}); not trained again"
 
 
 #: torchrun-style flags of ``run`` and the option each one sets.

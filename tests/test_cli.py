@@ -192,3 +192,15 @@ def test_bad_input_under_torchrun_fails_once_before_launch(tmp_path, tiny_file):
     assert r.stderr == ("error: model.network.name: unknown name 'nope' (valid: lenet, mlp; "
                         "or set model.network.import to a module with a factory)\n")
     assert not (tmp_path / "exp").exists()
+
+
+def test_same_command_twice_is_up_to_date(tmp_path, tiny_file):
+    f = str(tiny_file({"engine": {"nb_epochs": 1}}))
+    assert cli("run", "-o", f).returncode == 0
+    before = (tmp_path / "exp" / "logs.json").read_bytes()
+    r = cli("run", "-o", f)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"up to date: {tmp_path / 'exp'} already holds this experiment, completed (key ")
+    assert (tmp_path / "exp" / "logs.json").read_bytes() == before
+    r = cli("run", "-o", f, "--optimizer.lr", "0.05")  # another experiment: the dir is taken
+    assert r.returncode == 2 and "already exists" in r.stderr
