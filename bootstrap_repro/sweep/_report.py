@@ -315,6 +315,9 @@ def rebuild_report(sweep_dir: str | os.PathLike[str]) -> Path:
     meta = read_marker(sweep_dir)
     storage = storage_for(meta.get("storage_url"), sweep_dir, meta["study"])
     storage.check()
+    if not storage.exists():
+        raise OptionsError(f"{sweep_dir}: the study's storage {storage.describe()} is missing; "
+                           f"the sweep dir has lost its study")
     try:
         with quiet_optuna():
             study = optuna.load_study(study_name=meta["study"], storage=storage.open(),

@@ -121,7 +121,7 @@ class FileStudyStorage(StudyStorage):
             os.close(fd)
 
     def describe(self) -> str:
-        return str(self.path)
+        return os.path.abspath(self.path)
 
     def trial_info(self) -> dict[str, str]:
         return {"journal": str(self.path.resolve())}

@@ -255,3 +255,12 @@ def test_which_trials_count_toward_n_trials():
     got = [Sweep.counts_toward_n_trials(t) for t in study.get_trials()]
     assert got == [expected for _, expected in cases]
     assert [is_lost(t) for t in study.get_trials()] == [False, False, False, True, True, True, False]
+
+
+def test_view_of_a_sweep_dir_without_its_study(capsys, tmp_path):
+    f = write_sweep(tmp_path)
+    Sweep(load_sweep(f)).prepare()
+    journal = tmp_path / "sweep" / "study.journal"
+    journal.unlink()
+    bad_input(capsys, tmp_path, ["view", str(tmp_path / "sweep")],
+              f"{tmp_path / 'sweep'}: the study's storage {journal} is missing; the sweep dir has lost its study")
