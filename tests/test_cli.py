@@ -163,7 +163,7 @@ def test_run_view_compare_end_to_end(tmp_path, tiny_file):
     ranked = [line.split()[1] for line in r.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert ranked == [str(d) for d in sorted(best, key=best.get)]
     # the subprocess's bad input: one line on stderr, no traceback, exit 2
-    r = cli("run", "-o", str(f), "--exp.dir", str(a))
+    r = cli("run", "-o", str(f), "--exp.dir", str(a), "--optimizer.lr", "0.5")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 

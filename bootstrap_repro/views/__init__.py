@@ -10,7 +10,7 @@ file_name}``, or a list of such dicts.  ``view.html`` is small (data only) and l
 plotly's Python API.
 """
 
-from bootstrap_repro.views._base import FLUSH_HOOKS, BaseView, MultiView, engine_logs
+from bootstrap_repro.views._base import END_HOOKS, FLUSH_HOOKS, BaseView, MultiView, engine_logs
 from bootstrap_repro.views._factory import factory, make_view, rebuild
 from bootstrap_repro.views._items import (
     DEFAULT_LOG,
@@ -54,6 +54,7 @@ __all__ = [
     "TensorboardView",
     "MultiView",
     "FLUSH_HOOKS",
+    "END_HOOKS",
     "engine_logs",
     "Item",
     "Panel",

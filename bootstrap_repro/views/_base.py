@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import abc
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BaseView", "MultiView", "FLUSH_HOOKS", "engine_logs"]
+__all__ = ["BaseView", "MultiView", "FLUSH_HOOKS", "END_HOOKS", "engine_logs"]
 
 #: Engine hooks after which the views are rebuilt (the logger has just flushed).
 FLUSH_HOOKS = ("train_on_flush", "eval_on_flush")
+#: Engine hooks at which the last rebuild must be on disk.
+END_HOOKS = ("train_on_end", "eval_on_end")
 
 Logs = Mapping[str, Mapping[str, Sequence[Any]]]
 
@@ -45,13 +48,47 @@ class BaseView(abc.ABC):
         """The seed's name for :meth:`build` from the files on disk."""
         return self.build()
 
+    #: Rebuild on a background thread (the training thread only copies the value lists).
+    background: bool = True
+
     def on_flush(self, engine: Any) -> None:
         """Hook: rebuild from the engine logger's in-memory values.
 
-        A failed write (disk full, permissions) warns and lets the training go on.
+        The lists are copied here and the page is built on a background thread
+        (one at a time; a newer request replaces a waiting one), so training
+        does not wait for it.  A failed write (disk full, permissions) warns and
+        lets the training go on.
         """
+        logs = engine_logs(engine)
+        logs = {n: {k: list(v) if isinstance(v, list) else v for k, v in vals.items()} for n, vals in (logs or {}).items()}
+        if not self.background:
+            self._build_safely(logs)
+            return
+        with self._guard():
+            self._pending = logs
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._drain, name=f"bootstrap-repro-{self.name}-view")
+                self._worker.start()
+
+    def _guard(self) -> threading.Lock:
+        if "_lock" not in self.__dict__:
+            self._lock = threading.Lock()
+        return self._lock
+
+    _worker: threading.Thread | None = None
+    _pending: Any = None
+
+    def _drain(self) -> None:
+        while True:
+            with self._guard():
+                logs, self._pending = self._pending, None
+                if logs is None:
+                    return
+            self._build_safely(logs)
+
+    def _build_safely(self, logs: Logs | None) -> None:
         try:
-            self.build(engine_logs(engine))
+            self.build(logs)
         except OSError as exc:
             warnings.warn(
                 f"view: could not rebuild the {self.name} view in {self.exp_dir} ({exc}); "
@@ -60,10 +97,18 @@ class BaseView(abc.ABC):
                 stacklevel=2,
             )
 
+    def wait(self, engine: Any = None) -> None:
+        """Block until the last requested rebuild is written (also the end-of-run hook)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join()
+
     def register(self, engine: Any) -> None:
-        """Register :meth:`on_flush` on ``engine`` for each of :data:`FLUSH_HOOKS`."""
+        """Register :meth:`on_flush` on ``engine`` for each of :data:`FLUSH_HOOKS`; wait at the end of a run."""
         for hook in FLUSH_HOOKS:
             engine.register_hook(hook, self.on_flush)
+        for hook in END_HOOKS:
+            engine.register_hook(hook, self.wait)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.exp_dir)!r})"
@@ -87,6 +132,10 @@ class MultiView(BaseView):
     def on_flush(self, engine: Any) -> None:
         for view in self.views:
             view.on_flush(engine)
+
+    def wait(self, engine: Any = None) -> None:
+        for view in self.views:
+            view.wait()
 
     def __repr__(self) -> str:
         return f"MultiView({self.views!r})"

@@ -333,20 +333,23 @@ def test_factory_registers_flush_hooks_and_rebuilds(tmp_path):
     engine = FakeEngine(make_options(exp, ["logs:train_epoch.loss+logs:eval_epoch.loss"]))
     view = views.factory(engine)
     assert isinstance(view, views.View)
-    assert sorted(engine.hooks) == sorted(views.FLUSH_HOOKS) == ["eval_on_flush", "train_on_flush"]
+    assert sorted(views.FLUSH_HOOKS) == ["eval_on_flush", "train_on_flush"]
+    assert sorted(engine.hooks) == sorted(views.FLUSH_HOOKS + views.END_HOOKS)
     engine.logger.values = {"train_epoch.epoch": [0], "train_epoch.loss": [1.5]}
     engine.fire("train_on_flush")
+    engine.fire("train_on_end")  # the rebuild runs in the background; the end hook waits for it
     sub = page_data(exp / "view.html")["subplots"][0]
     assert [t["name"] for t in sub["traces"]] == ["train_epoch.loss"]  # eval not there yet: no error
     engine.logger.values.update({"eval_epoch.epoch": [0], "eval_epoch.loss": [1.7]})
     engine.fire("eval_on_flush")
+    view.wait()
     sub = page_data(exp / "view.html")["subplots"][0]
     assert [t["y"] for t in sub["traces"]] == [[1.5], [1.7]]
 
 
 def test_failed_rebuild_in_a_hook_warns_and_training_goes_on(tmp_path, monkeypatch):
     engine = FakeEngine(make_options(tmp_path, ["logs:train_epoch.loss"]))
-    views.factory(engine)
+    view = views.factory(engine)
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -354,14 +357,16 @@ def test_failed_rebuild_in_a_hook_warns_and_training_goes_on(tmp_path, monkeypat
     monkeypatch.setattr(_plotly, "atomic_write_text", disk_full)
     with pytest.warns(RuntimeWarning, match=r"view: could not rebuild the plotly view in .*No space left"):
         engine.fire("train_on_flush")
+        view.wait()
 
 
 def test_factory_uses_the_logger_name(tmp_path):
     engine = FakeEngine(make_options(tmp_path, ["mylogs:train_epoch.loss"]))
     engine.logger = FakeLogger("mylogs")
     engine.logger.values = {"train_epoch.loss": [0.5]}
-    views.factory(engine)
+    view = views.factory(engine)
     engine.fire("train_on_flush")
+    view.wait()
     assert page_data(tmp_path / "view.html")["subplots"][0]["traces"][0]["y"] == [0.5]
 
 
@@ -381,7 +386,7 @@ def test_factory_several_views(tmp_path, monkeypatch):
     view = views.factory(engine)
     assert isinstance(view, views.MultiView)
     assert [type(v) for v in view.views] == [views.View, views.TensorboardView]
-    assert sum(len(fns) for fns in engine.hooks.values()) == 2
+    assert sum(len(fns) for fns in engine.hooks.values()) == 4  # the multi-view's flush and end hooks
 
 
 def test_factory_imports_a_user_view_module(tmp_path, monkeypatch):
@@ -397,6 +402,7 @@ def test_factory_imports_a_user_view_module(tmp_path, monkeypatch):
     engine = FakeEngine(make_options(tmp_path, {"import": "my_views"}))
     view = views.factory(engine)
     engine.fire("eval_on_flush")
+    view.wait()
     import my_views
 
     assert my_views.calls == ["generate"] and isinstance(view, views.BaseView)
