@@ -114,7 +114,9 @@ def loggable(out: Mapping[str, Any]) -> dict[str, Any]:
     res = {}
     for k, v in out.items():
         if isinstance(v, torch.Tensor):
-            if v.numel() == 1:
+            if v.dim() == 0:
+                res[k] = v.detach()
+            elif v.numel() == 1:
                 res[k] = v.detach().reshape(())
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             res[k] = v
@@ -264,9 +266,9 @@ class Engine:
 
     def _finite(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on every rank (all ranks must skip a step together)."""
-        finite = torch.isfinite(loss.detach()).to(torch.float32)
+        finite = torch.isfinite(loss.detach())
         if self.dist.enabled:
-            finite = all_reduce_sum(finite) == self.dist.world_size
+            finite = all_reduce_sum(finite.to(torch.float32)) == self.dist.world_size
         return bool(finite)
 
     def _loop(self, mode: str, model: Any, dataset: Any, optimizer: Any, epoch: int) -> dict[str, float]:
@@ -298,18 +300,22 @@ class Engine:
         pin = self.device.type == "cuda"
         bar = self.progress(loader, mode, epoch) if self.progress else None
         nan_skipped = 0
+        h_start, h_forward, h_backward, h_update, h_print, h_end = (
+            f"{mode}_on_{e}" for e in ("start_batch", "forward", "backward", "update", "print", "end_batch"))
+        log_value, prefix = self.logger.log_value, f"{mode}_batch."
         with torch.set_grad_enabled(train):
             for i, batch in enumerate(bar if bar is not None else loader):
                 self.check_stop()
                 st.batch = i
-                batch = to_device(batch, self.device, non_blocking=pin)
-                self.hook(f"{mode}_on_start_batch")
+                if self.device.type != "cpu":
+                    batch = to_device(batch, self.device, non_blocking=pin)
+                self.hook(h_start)
                 if train:
                     optimizer.zero_grad()
                 with self.precision.autocast():
                     out = model(batch)
                 st.out, st.batch_size = out, _batch_size(batch)
-                self.hook(f"{mode}_on_forward")
+                self.hook(h_forward)
                 if train:
                     loss = out["loss"]
                     if self.nan_check and not self._finite(loss):
@@ -317,18 +323,18 @@ class Engine:
                         self.logger.warning(f"non-finite loss ({loss.item()}) at epoch {epoch} batch {i}: optimizer step skipped")
                     else:
                         self.precision.backward(loss)
-                        self.hook(f"{mode}_on_backward")
+                        self.hook(h_backward)
                         self.precision.step(optimizer)
-                        self.hook(f"{mode}_on_update")
+                        self.hook(h_update)
                 for k, v in loggable(out).items():
                     values[k].append(v)
-                    self.logger.log_value(f"{mode}_batch.{k}", v)
+                    log_value(prefix + k, v)
                 sizes.append(st.batch_size)
                 if self.print_freq and i % self.print_freq == 0:
                     if bar is not None and "loss" in out:
                         bar.set_postfix(loss=f"{float(out['loss'].detach()):.4f}", refresh=False)
-                    self.hook(f"{mode}_on_print")
-                self.hook(f"{mode}_on_end_batch")
+                    self.hook(h_print)
+                self.hook(h_end)
         if bar is not None and hasattr(bar, "close"):
             bar.close()
         means = self._epoch_means(values, sizes)
