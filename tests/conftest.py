@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,19 @@ def _test_cache_dir(tmp_path_factory, monkeypatch):
 def write_options(path: Path, tree: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     return path
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """Write a module with a unique name into tmp_path and make it importable; return its name."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def write(source: str) -> str:
+        name = f"plugin_{uuid.uuid4().hex[:8]}"
+        (tmp_path / f"{name}.py").write_text(source)
+        return name
+
+    return write
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import sys
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,19 +22,6 @@ def make_engine(dataset: dict[str, Any], seed: int = 0, device: str = "cpu") -> 
     tree = merge(DEFAULTS, {"dataset": dataset})
     return SimpleNamespace(options=Options(tree), device=torch.device(device), seed=seed,
                            register_hook=lambda name, fn: None, logger=lambda msg: None)
-
-
-@pytest.fixture
-def plugin(tmp_path, monkeypatch):
-    """Write a module with a unique name into tmp_path and make it importable; return its name."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    def write(source: str) -> str:
-        name = f"plugin_{uuid.uuid4().hex[:8]}"
-        (tmp_path / f"{name}.py").write_text(source)
-        return name
-
-    return write
 
 
 class Range(Dataset):

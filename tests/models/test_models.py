@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,19 +41,6 @@ def make_engine(model: dict[str, Any], device: str = "cpu", dataset: Any = None)
     if dataset is not None:
         engine.dataset = dataset
     return engine
-
-
-@pytest.fixture
-def plugin(tmp_path, monkeypatch):
-    """Write a module with a unique name into tmp_path and make it importable; return its name."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    def write(source: str) -> str:
-        name = f"plugin_{uuid.uuid4().hex[:8]}"
-        (tmp_path / f"{name}.py").write_text(source)
-        return name
-
-    return write
 
 
 def digits_batch(n: int = 6) -> dict[str, torch.Tensor]:

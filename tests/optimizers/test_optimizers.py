@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,19 +57,6 @@ def train_step(model: torch.nn.Module, opt: Any, i: int) -> None:
     opt.zero_grad()
     F.cross_entropy(model(x), y).backward()
     opt.step()
-
-
-@pytest.fixture
-def plugin(tmp_path, monkeypatch):
-    """Write a module with a unique name into tmp_path and make it importable; return its name."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    def write(source: str) -> str:
-        name = f"plugin_{uuid.uuid4().hex[:8]}"
-        (tmp_path / f"{name}.py").write_text(source)
-        return name
-
-    return write
 
 
 # --------------------------------------------------------------------------- factory
