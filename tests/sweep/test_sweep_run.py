@@ -165,6 +165,13 @@ def test_objective_never_logged_stops_the_study(tmp_path):
     [t] = study_trials(tmp_path / "sweep")
     assert t.state.name == "FAIL" and t.user_attrs["lost"] == "objective not logged"
     assert read_log(tmp_path / "sweep" / "trials" / "0000" / "logs.json")["eval_epoch.epoch"] == [0]
+    # nothing finished: the objective may be fixed and the study resumed; the stopped trial is retried
+    f = write_sweep(tmp_path, sweep={"objective": "eval_epoch.loss", "n_trials": 1})
+    r = sweep_cli(f)
+    assert r.returncode == 0, r.stdout + r.stderr
+    trials = study_trials(tmp_path / "sweep")
+    assert [(x.number, x.state.name) for x in trials] == [(0, "FAIL"), (1, "COMPLETE")]
+    assert trials[1].user_attrs["retry_of"] == 0 and trials[1].params == t.params
 
 
 # --------------------------------------------------------------------------- kill -9 and resume
