@@ -26,7 +26,7 @@ from bootstrap_repro._current import Activatable
 from bootstrap_repro.errors import OptionsError, did_you_mean
 from bootstrap_repro.fileio import atomic_write_text
 
-__all__ = ["Options", "OptionsDict", "OptionsList", "load_yaml", "DEFAULTS", "flatten"]
+__all__ = ["Options", "OptionsDict", "OptionsList", "load_yaml", "read_yaml", "DEFAULTS", "flatten"]
 
 #: Platform-level keys every experiment has; the user's file is merged over them.
 DEFAULTS: dict[str, Any] = {
@@ -176,24 +176,31 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- YAML loading
-def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
+def read_yaml(path: Path, shown: str | None = None, *, what: str = "options file",
+              error: type[Exception] = OptionsError) -> Any:
+    """Parse a YAML file (safe loader); every failure is one ``error`` line naming ``file:line:col``."""
+    shown = str(path) if shown is None else shown
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise OptionsError(f"{shown}: options file not found; check the path") from None
+        raise error(f"{shown}: {what} not found; check the path") from None
     except IsADirectoryError:
-        raise OptionsError(f"{shown}: is a directory, expected a YAML options file") from None
+        raise error(f"{shown}: is a directory, expected a YAML {what}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise OptionsError(f"{shown}: cannot read options file ({exc})") from None
+        raise error(f"{shown}: cannot read {what} ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
         problem = exc.problem or exc.context or "invalid YAML"
-        raise OptionsError(f"{where}: YAML syntax error: {problem}; fix the file") from None
+        raise error(f"{where}: YAML syntax error: {problem}; fix the file") from None
     except yaml.YAMLError as exc:
-        raise OptionsError(f"{shown}: YAML error: {str(exc).splitlines()[0]}") from None
+        raise error(f"{shown}: YAML error: {str(exc).splitlines()[0]}") from None
+
+
+def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
+    data = read_yaml(path, shown)
     if data is None:
         return {}
     if not isinstance(data, dict):

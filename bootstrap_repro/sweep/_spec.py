@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 
 from bootstrap_repro.errors import OptionsError, did_you_mean
-from bootstrap_repro.options import Options, flatten
+from bootstrap_repro.options import Options, flatten, read_yaml
 from bootstrap_repro.sweep._algorithms import AlgoSpec, make_pruner, make_sampler, parse_algo
 from bootstrap_repro.sweep._errors import SweepError
 
@@ -240,20 +239,7 @@ class SweepSpec:
 
 # --------------------------------------------------------------------------- parsing
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SweepError(f"{path}: sweep file not found; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SweepError(f"{path}: cannot read the sweep file ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise SweepError(f"{where}: YAML syntax error: {exc.problem or exc.context}; fix the file") from None
-    except yaml.YAMLError as exc:
-        raise SweepError(f"{path}: YAML error: {str(exc).splitlines()[0]}") from None
+    data = read_yaml(path, what="sweep file", error=SweepError)
     if not isinstance(data, dict):
         raise SweepError(f"{path}: expected a mapping with `sweep:` and `params:` at the top level")
     return data

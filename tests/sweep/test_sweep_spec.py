@@ -264,3 +264,12 @@ def test_view_of_a_sweep_dir_without_its_study(capsys, tmp_path):
     journal.unlink()
     bad_input(capsys, tmp_path, ["view", str(tmp_path / "sweep")],
               f"{tmp_path / 'sweep'}: the study's storage {journal} is missing; the sweep dir has lost its study")
+
+
+def test_sweep_file_yaml_errors_name_file_line_col(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sweep:\n  dir: x\n   n_trials: 2\n")
+    assert main(["sweep", str(bad)]) == 2
+    assert capsys.readouterr().err == f"error: {bad}:3:12: YAML syntax error: mapping values are not allowed here; fix the file\n"
+    assert main(["sweep", str(tmp_path / "none.yaml")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'none.yaml'}: sweep file not found; check the path\n"
