@@ -138,7 +138,8 @@ class Logger(Activatable):
     def log_value(self, name: str, value: Any, should_print: bool = False, stack: bool = True) -> None:
         """Record ``value`` under ``name`` (appended when ``stack``, else replaced)."""
         if _is_tensor(value):
-            value = value.detach()
+            if value.requires_grad:  # the engine passes detached values: no new view per batch
+                value = value.detach()
             self._pending.add(name)
         if stack:
             self.values.setdefault(name, []).append(value)
