@@ -6,7 +6,7 @@ FROM ${BASE_IMAGE}
 # PIP_ARGS: extra pip arguments (another index; `--no-index --find-links URL` for offline builds).
 # EXTRAS: the optional dependency groups of pyproject.toml to install.
 ARG PIP_ARGS=""
-ARG EXTRAS="examples"
+ARG EXTRAS="examples postgres"
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
         "nproc_per_node": 1, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": None, "rdzv_id": None,
         "name": "local",  # local | docker (runtimes/_docker.py)
         "docker": {"image": None, "dockerfile": None, "build_args": [], "gpus": "none", "shm_size": "2g",
-                   "env": [], "mounts": []},
+                   "env": [], "mounts": [], "network": None},
     },
 }
 

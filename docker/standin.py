@@ -54,7 +54,7 @@ IMPORT_CHANGES: tuple[str, ...] = (
     "ENV LANG=C.UTF-8",
 )
 #: Optional dependency groups installed in the project image (the Dockerfile's EXTRAS default).
-EXTRAS: tuple[str, ...] = ("examples",)
+EXTRAS: tuple[str, ...] = ("examples", "postgres")
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bootstrap-repro"
 
 

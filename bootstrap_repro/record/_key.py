@@ -11,7 +11,7 @@ from bootstrap_repro.options import flatten
 __all__ = ["NON_RESULT_KEYS", "result_options", "cache_key", "KEY_VERSION"]
 
 #: Bump when the key's recipe changes (old entries then simply miss).
-KEY_VERSION = 1
+KEY_VERSION = 2
 #: Options that do not change a run's results; a key ending with ``.*`` covers its whole subtree.
 NON_RESULT_KEYS: tuple[str, ...] = (
     "exp.dir",
@@ -22,6 +22,9 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "runtime.node_rank",
     "runtime.rdzv_endpoint",
     "runtime.rdzv_id",
+    "runtime.docker.mounts",  # where host paths appear, not what they hold (dataset.dir, code: in the key)
+    "runtime.docker.network",
+    "runtime.docker.shm_size",
     "view.*",
     "views.*",
 )

@@ -64,6 +64,7 @@ __all__ = [
     "connect",
     "ensure_image",
     "launch_docker",
+    "visible_gpus",
     "default_dockerfile",
     "base_images",
 ]
@@ -81,8 +82,11 @@ IMAGE_REPO = "bootstrap-repro"
 PASS_ENV: tuple[str, ...] = (
     "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "CUDA_LAUNCH_BLOCKING",
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NCCL_ALGO", "NCCL_PROTO",
-    "BOOTSTRAP_REPRO_HOOKS", NO_CACHE_ENV, CODE_ROOT_ENV, "PYTHONPATH",
+    "BOOTSTRAP_REPRO_HOOKS", NO_CACHE_ENV, CODE_ROOT_ENV, "PYTHONPATH", "BOOTSTRAP_REPRO_TRIAL",
 )
+#: A sweep trial's context (``bootstrap_repro.sweep.TRIAL_ENV``): the trial inside reports to its study.
+TRIAL_ENV = "BOOTSTRAP_REPRO_TRIAL"
+
 #: Seconds ``docker stop`` waits for the run to save and exit before it kills the container.
 STOP_TIMEOUT_S = 60
 _SHM_SIZE = re.compile(r"^\d+[bkmg]?$", re.I)
@@ -194,6 +198,7 @@ class DockerSettings:
     shm_size: str
     env: dict[str, str]
     mounts: tuple[tuple[Path, bool], ...]  #: extra (host path, read_only)
+    network: str | None = None  #: None: Docker's default (bridge); host, none or a network's name
 
     @classmethod
     def from_options(cls, options: Any) -> DockerSettings:
@@ -224,7 +229,17 @@ class DockerSettings:
             shm_size=str(shm),
             env=_pairs("runtime.docker.env", options.get("runtime.docker.env"), from_host=True),
             mounts=tuple(_mounts(options.get("runtime.docker.mounts"))),
+            network=_network(options.get("runtime.docker.network")),
         )
+
+
+def _network(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", value):
+        raise OptionsError(f"runtime.docker.network: expected host, bridge, none or a Docker network's name, "
+                           f"got {value!r}")
+    return value
 
 
 def _mounts(value: Any) -> Iterator[tuple[Path, bool]]:
@@ -453,12 +468,13 @@ class RunSpec:
     labels: dict[str, str]
     exp_dir: Path
     passed_env: list[str] = field(default_factory=list)
+    network: str | None = None  #: None: Docker's default network
 
     def record(self) -> dict[str, Any]:
         """The effective run arguments (environment: names only)."""
         return {"command": self.command, "working_dir": self.working_dir, "user": self.user, "init": True,
                 "mounts": [{"path": p, "read_only": ro} for p, ro in self.mounts], "shm_size": self.shm_size,
-                "gpus": self.gpus, "env": sorted(self.passed_env), "labels": self.labels}
+                "gpus": self.gpus, "network": self.network, "env": sorted(self.passed_env), "labels": self.labels}
 
     def create_kwargs(self) -> dict[str, Any]:
         from docker.types import DeviceRequest, Mount
@@ -473,6 +489,7 @@ class RunSpec:
             environment=self.env, labels=self.labels, init=True, shm_size=self.shm_size, device_requests=gpus,
             mounts=[Mount(target=p, source=p, type="bind", read_only=ro) for p, ro in self.mounts],
             privileged=False, tty=False, stdin_open=False, detach=True,
+            **({"network_mode": self.network} if self.network else {}),
         )
 
 
@@ -526,10 +543,32 @@ def run_spec(options: Any, options_path: str, overrides: Sequence[str], settings
     labels = {LABEL: "1", EXP_LABEL: str(exp_dir), INPUTS_LABEL: image.inputs or ""}
     command = ["python", "-m", "bootstrap_repro", "run", "-o", str(options_file), *overrides]
     spec = RunSpec(image, command, str(cwd), f"{uid}:{gid}", _plan_mounts(wanted), env, settings.shm_size,
-                   settings.gpus, labels, exp_dir, passed + sorted(settings.env))
+                   visible_gpus(settings.gpus), labels, exp_dir, passed + sorted(settings.env), settings.network)
     spec.env[CONTAINER_ENV] = json.dumps({"kind": "docker", "image": image.record(), "run": spec.record()},
                                          sort_keys=True)
     return spec
+
+
+def visible_gpus(gpus: int | list[str] | None, environ: dict[str, str] | None = None) -> int | list[str] | None:
+    """The container's GPUs, narrowed to the host's ``$CUDA_VISIBLE_DEVICES`` when it is set.
+
+    ``all`` becomes the visible devices and a count their first N, so that a process given
+    ``CUDA_VISIBLE_DEVICES=1`` (e.g. a sweep trial: one trial per GPU) trains on GPU 1 in its
+    container as it would locally.  Explicit device ids are kept; an empty list means no GPU.
+    """
+    env = os.environ if environ is None else environ
+    if gpus is None or isinstance(gpus, list) or "CUDA_VISIBLE_DEVICES" not in env:
+        return gpus
+    ids = [g.strip() for g in env["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    ids = ids[:ids.index("-1")] if "-1" in ids else ids  # CUDA stops at the first invalid id
+    if not ids:
+        return None
+    if gpus == -1:
+        return ids
+    if gpus > len(ids):
+        raise OptionsError(f"runtime.docker.gpus: {gpus} GPUs asked but CUDA_VISIBLE_DEVICES shows "
+                           f"{len(ids)} ({','.join(ids)}); lower runtime.docker.gpus or widen CUDA_VISIBLE_DEVICES")
+    return ids[:gpus]
 
 
 def _cache_base() -> Path | None:
@@ -666,6 +705,29 @@ def _run_container(client: Any, spec: RunSpec, out: IO[str], err: IO[str]) -> in
                     path.rmdir()
 
 
+def _stop_with_sweep_driver() -> None:
+    """In a sweep trial, get SIGTERM when the driver dies (the container is then stopped, resumable).
+
+    The trial's run inside the container cannot watch the driver (another pid namespace);
+    its launcher here can (``PR_SET_PDEATHSIG``, Linux).
+    """
+    raw = os.environ.get(TRIAL_ENV)
+    if not raw or not sys.platform.startswith("linux"):
+        return
+    try:
+        driver_pid = int(json.loads(raw).get("driver_pid") or 0)
+    except (ValueError, TypeError, AttributeError):
+        return
+    if driver_pid <= 0:
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != driver_pid:  # the driver died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def launch_docker(options: Any, options_path: str, overrides: Sequence[str], *, cache: bool = True,
                   out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Check everything, find or build the image, run the experiment in a container; returns its exit code.
@@ -675,6 +737,7 @@ def launch_docker(options: Any, options_path: str, overrides: Sequence[str], *, 
     from bootstrap_repro.run import check_exp_dir
 
     out, err = out or sys.stdout, err or sys.stderr
+    _stop_with_sweep_driver()
     settings = DockerSettings.from_options(options)
     exp_value = options.get("exp.dir")
     if exp_value:

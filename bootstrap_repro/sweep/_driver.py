@@ -164,6 +164,7 @@ class Sweep:
         self._fatal: ReproError | None = None
         self._interrupted = False
         self._gpus = visible_gpus()
+        self._runtime_args: list[str] = []  # options every trial gets for its runtime (see _prepare_runtime)
         self.n_trials = self._budget()
 
     # ------------------------------------------------------------------ output
@@ -241,6 +242,7 @@ class Sweep:
         exists, stored, study = self._existing_space()
         self._check_dir(exists)
         self._check_space(stored, study)
+        self._prepare_runtime()
         self.spec.dir.mkdir(parents=True, exist_ok=True)
         with self.storage.lock(), quiet_optuna():
             self.study = optuna.create_study(
@@ -254,6 +256,38 @@ class Sweep:
                         self.study.enqueue_trial(point)
                 self.study.set_user_attr(SPACE_ATTR, self.spec.space())
         self._write_marker()
+
+    def _prepare_runtime(self) -> None:
+        """Trials in Docker (``runtime.name: docker``): the image, and the study reachable from inside.
+
+        The image is found or built once here (bad Docker input stops the sweep before any trial;
+        parallel trials never build it twice).  Each trial's container then gets the journal's dir
+        mounted read-write (``runtime.docker.mounts``), or the host's network for a database URL
+        (``runtime.docker.network: host``, unless set), so that its run reports to the study and
+        is pruned as a local trial is.  Neither option is part of the cache key.
+        """
+        base = self.spec.base
+        if base is None:
+            return
+        from bootstrap_repro.runtimes import DockerSettings, wants_docker
+
+        if not wants_docker(base):
+            return
+        from bootstrap_repro.runtimes._docker import connect, ensure_image
+
+        settings = DockerSettings.from_options(base)
+        client = connect()
+        try:
+            image = ensure_image(client, settings, self.stream)
+        finally:
+            client.close()
+        self.say(f"trials run in Docker image {image.tag or image.id} ({image.id})")
+        info = self.storage.trial_info()
+        if "journal" in info:
+            mounts = [str(m) for m in base.get("runtime.docker.mounts") or []]
+            self._runtime_args = ["--runtime.docker.mounts", *mounts, f"{Path(info['journal']).parent}:rw"]
+        elif not base.get("runtime.docker.network"):
+            self._runtime_args = ["--runtime.docker.network", "host"]
 
     def _write_marker(self) -> None:
         url = None if self.spec.storage is None else url_without_password(self.spec.storage)
@@ -371,7 +405,7 @@ class Sweep:
                            direction=spec.direction, pruner=spec.pruner.as_dict(), driver_pid=os.getpid(),
                            params=claim.params)
         cmd = [self.python, "-m", "bootstrap_repro", "run", "-o", str(spec.options_path.resolve()),
-               *spec.trial_overrides(claim.params), "--exp.dir", str(claim.dir)]
+               *spec.trial_overrides(claim.params), *self._runtime_args, "--exp.dir", str(claim.dir)]
         tail: collections.deque[str] = collections.deque(maxlen=30)
         start = time.time()
         with self._plock:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -236,7 +237,8 @@ def test_help_does_not_import_the_docker_sdk(tiny_file):
 def test_run_help_lists_the_docker_options(tiny_file):
     r = cli("run", "-o", str(tiny_file()), "-h")
     for key in ("runtime.name", "runtime.docker.image", "runtime.docker.dockerfile", "runtime.docker.build_args",
-                "runtime.docker.gpus", "runtime.docker.shm_size", "runtime.docker.env", "runtime.docker.mounts"):
+                "runtime.docker.gpus", "runtime.docker.shm_size", "runtime.docker.env", "runtime.docker.mounts",
+                "runtime.docker.network"):
         assert f"--{key} " in r.stdout, key
 
 
@@ -315,3 +317,102 @@ def test_record_runtime_comes_from_the_container_env(monkeypatch):
     assert current_runtime() == {"kind": "docker", "image": {"id": "sha256:a"}}
     monkeypatch.setenv(CONTAINER_ENV, "not json")
     assert current_runtime() == {"kind": "local"}
+
+
+def test_network_option(tiny_options, tmp_path, monkeypatch):
+    from bootstrap_repro.runtimes._docker import ImageInfo, run_spec
+
+    monkeypatch.chdir(tmp_path)
+    info = ImageInfo("sha256:abc", None, None, [], None, built=False)
+    default = tiny_options({"runtime": {"name": "docker"}})
+    spec = run_spec(default, "options.yaml", [], DockerSettings.from_options(default), info, tmp_path / "exp")
+    assert "network_mode" not in spec.create_kwargs() and spec.record()["network"] is None  # Docker's default
+    host = tiny_options({"runtime": {"name": "docker", "docker": {"network": "host"}}})
+    spec = run_spec(host, "options.yaml", [], DockerSettings.from_options(host), info, tmp_path / "exp")
+    assert spec.create_kwargs()["network_mode"] == "host" and spec.record()["network"] == "host"
+    bad = tiny_options({"runtime": {"name": "docker", "docker": {"network": "no such/net"}}})
+    with pytest.raises(OptionsError, match=r"^runtime\.docker\.network: expected host, bridge, none or a Docker "
+                                           r"network's name, got 'no such/net'$"):
+        DockerSettings.from_options(bad)
+
+
+@pytest.mark.parametrize("asked, visible, expected", [
+    (-1, "1,3", ["1", "3"]),       # all: the visible ones
+    (1, "2,3", ["2"]),             # a count: the first visible ones
+    (2, "GPU-aa,GPU-bb", ["GPU-aa", "GPU-bb"]),
+    (["0"], "1", ["0"]),           # explicit ids are kept
+    (-1, "", None),                # nothing visible: no GPU
+    (-1, "0,-1,2", ["0"]),         # CUDA stops at the first invalid id
+    (None, "1", None),
+    (-1, None, -1),                # not set: as asked
+])
+def test_cuda_visible_devices_narrows_the_container_gpus(asked, visible, expected):
+    from bootstrap_repro.runtimes._docker import visible_gpus
+
+    env = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    assert visible_gpus(asked, env) == expected
+
+
+def test_more_gpus_asked_than_visible_is_a_clear_error():
+    from bootstrap_repro.runtimes._docker import visible_gpus
+
+    with pytest.raises(OptionsError, match=r"^runtime\.docker\.gpus: 2 GPUs asked but CUDA_VISIBLE_DEVICES shows 1 "
+                                           r"\(3\); lower runtime\.docker\.gpus or widen CUDA_VISIBLE_DEVICES$"):
+        visible_gpus(2, {"CUDA_VISIBLE_DEVICES": "3"})
+
+
+def test_a_sweep_trial_context_reaches_the_container(tiny_options, tmp_path, monkeypatch):
+    from bootstrap_repro.runtimes._docker import TRIAL_ENV, ImageInfo, run_spec
+    from bootstrap_repro.sweep import TRIAL_ENV as SWEEP_TRIAL_ENV
+
+    assert TRIAL_ENV == SWEEP_TRIAL_ENV
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(TRIAL_ENV, '{"study": "s", "number": 3}')
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    opt = tiny_options({"runtime": {"name": "docker", "docker": {"gpus": "all"}}})
+    spec = run_spec(opt, "options.yaml", [], DockerSettings.from_options(opt), ImageInfo("sha256:a", None, None, [],
+                                                                                         None, built=False), tmp_path)
+    assert spec.env[TRIAL_ENV] == '{"study": "s", "number": 3}' and "CUDA_VISIBLE_DEVICES" not in spec.env
+    assert spec.gpus == ["1"]  # the trial's GPU, as a device request
+
+
+def test_mounts_network_and_shm_size_are_not_in_the_cache_key(tiny_options):
+    from bootstrap_repro.record import cache_key
+
+    plain = tiny_options({"runtime": {"name": "docker"}})
+    moved = tiny_options({"runtime": {"name": "docker", "docker": {"mounts": ["/tmp:rw"], "network": "host",
+                                                                     "shm_size": "8g"}}})
+    other = tiny_options({"runtime": {"name": "docker", "docker": {"gpus": "all"}}})
+    assert cache_key(plain, "c", "e") == cache_key(moved, "c", "e") != cache_key(other, "c", "e")
+
+
+def test_a_trial_launcher_gets_sigterm_when_the_sweep_driver_dies(tmp_path):
+    """The driver (here: a stand-in process) is killed -9; its trial's launcher must not outlive it."""
+    launcher = ("import time\nfrom bootstrap_repro.runtimes._docker import _stop_with_sweep_driver\n"
+                "_stop_with_sweep_driver()\nprint('armed', flush=True)\ntime.sleep(60)\n")
+    driver = ("import json, os, subprocess, sys, time\n"
+              "env = {**os.environ, 'BOOTSTRAP_REPRO_TRIAL': json.dumps({'driver_pid': os.getpid()})}\n"
+              f"p = subprocess.Popen([sys.executable, '-c', {launcher!r}], env=env, stdout=open({str(tmp_path / 'out')!r}, 'w'))\n"
+              "print(p.pid, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    deadline = time.monotonic() + 30
+    while "armed" not in (tmp_path / "out").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        if _state(child) in ("Z", None):
+            break
+        time.sleep(0.05)
+    assert _state(child) in ("Z", None)  # ended (a zombie until its new parent reaps it)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return None

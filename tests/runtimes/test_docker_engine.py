@@ -34,6 +34,10 @@ sys.path.insert(0, str(REPO / "docker"))
 import standin  # noqa: E402  (docker/standin.py: the offline stand-ins)
 
 sys.path.remove(str(REPO / "docker"))
+sys.path.insert(0, str(REPO / "tests" / "sweep"))
+from sweep_helpers import study_trials, write_sweep  # noqa: E402
+
+sys.path.remove(str(REPO / "tests" / "sweep"))
 
 DIGITS = REPO / "examples" / "digits" / "options.yaml"
 LABEL_FILTER = {"label": "bootstrap-repro=1"}
@@ -367,3 +371,64 @@ def test_rerun_of_a_docker_experiment_uses_the_recorded_image(engine, tmp_path):
     assert r.returncode == 2
     assert f"error: runtime.docker.image: image {gone} is not on this Docker engine; docker load it" in r.stderr
     assert not (tmp_path / "exp-rerun-2").exists()
+
+
+# --------------------------------------------------------------------------- sweeps with trials in containers
+def docker_sweep(root: Path, engine, **sweep: object) -> Path:
+    """A 3-trial sweep over TINY whose trials run in Docker: lr 0.1 and 0.05 learn, lr 0 cannot and is pruned."""
+    lrs = [0.1, 0.05, 0.0]
+    return write_sweep(root, options={"engine": {"nb_epochs": 3}, "runtime": {"name": "docker"}},
+                       sweep={"n_trials": 3, "jobs": 2, "pruner": {"name": "median", "n_warmup_steps": 0,
+                                                                   "n_startup_trials": 1}, **sweep},
+                       params={"optimizer.lr": {"type": "categorical", "choices": lrs}},
+                       enqueue=[{"optimizer.lr": lr} for lr in lrs])
+
+
+def check_docker_trials(sweep_dir: Path, trials: list, engine, stdout: str) -> None:
+    """Trials 0 and 1 complete, trial 2 pruned after its first epoch, every one of them run in the image."""
+    by_number = {t.number: t for t in trials}
+    assert {n: t.state.name for n, t in by_number.items()} == {0: "COMPLETE", 1: "COMPLETE", 2: "PRUNED"}, stdout
+    for n, t in by_number.items():
+        d = sweep_dir / "trials" / f"{n:04d}"
+        record = json.loads((d / "repro" / "record.json").read_text())
+        assert record["runtime"]["kind"] == "docker" and record["runtime"]["image"]["id"] == engine.image.id
+        assert json.loads((d / "sweep_trial.json").read_text())["state"] == t.state.name  # written in the container
+        assert owners(d) == {(os.getuid(), os.getgid())}
+        assert list(t.intermediate_values) == ([0] if n == 2 else [0, 1, 2])  # reported from inside
+    logs = json.loads((sweep_dir / "trials" / "0002" / "logs.json").read_text())
+    assert logs["eval_epoch.epoch"] == [0]  # stopped by the pruner, logs intact
+    assert (sweep_dir / "view.html").is_file()
+    assert "trials run in Docker image" in stdout and engine.image.id in stdout
+    assert "2 complete, 1 pruned, 0 failed (n_trials 3)" in stdout
+
+
+def test_sweep_trials_in_docker_report_to_the_journal_and_are_pruned(engine, tmp_path):
+    f = docker_sweep(tmp_path, engine)
+    r = cli("sweep", str(f), *engine.args, cwd=tmp_path, env={"BOOTSTRAP_REPRO_NO_CACHE": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    sweep_dir = tmp_path / "sweep"
+    check_docker_trials(sweep_dir, study_trials(sweep_dir), engine, r.stdout)
+    options = yaml.safe_load((sweep_dir / "trials" / "0000" / "options.yaml").read_text())
+    assert options["runtime"]["docker"]["mounts"] == [f"{sweep_dir}:rw"]  # the journal's dir, read-write
+    assert options["runtime"]["docker"]["network"] is None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    from postgres import database_url
+
+    yield from database_url()
+
+
+def test_sweep_trials_in_docker_reach_a_postgres_study(engine, tmp_path, postgres_url):
+    f = docker_sweep(tmp_path, engine, storage=postgres_url)
+    r = cli("sweep", str(f), *engine.args, cwd=tmp_path, env={"BOOTSTRAP_REPRO_NO_CACHE": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    sweep_dir = tmp_path / "sweep"
+    check_docker_trials(sweep_dir, study_trials(sweep_dir, postgres_url), engine, r.stdout)
+    options = yaml.safe_load((sweep_dir / "trials" / "0001" / "options.yaml").read_text())
+    assert options["runtime"]["docker"]["network"] == "host"  # 127.0.0.1 is the host's inside the container
+    password = postgres_url.split(":")[2].split("@")[0]
+    for path in sweep_dir.rglob("*"):  # the URL reached the trials through the environment only
+        if path.is_file() and path.suffix in (".json", ".yaml", ".txt"):
+            assert password not in path.read_text(errors="replace"), path
