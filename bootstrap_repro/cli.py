@@ -230,7 +230,10 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     if result.returncode != 0:
-        print(f"error: the re-run exited {result.returncode}; see {result.exp_dir / 'logs.txt'}", file=sys.stderr)
+        if result.returncode != 2:  # 2: the run refused its input and said why, in one line
+            logs = result.exp_dir / "logs.txt"
+            print(f"error: the re-run exited {result.returncode}" + (f"; see {logs}" if logs.is_file() else ""),
+                  file=sys.stderr)
         return result.returncode
     cmp = result.comparison
     if cmp is None:

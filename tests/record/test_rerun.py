@@ -88,6 +88,37 @@ def test_nondeterministic_plugin_fails_verify_naming_first_divergence(tmp_path):
     assert env_line == "environment differences: none"
 
 
+#: NETPLUG whose network fails in training when $TEST_RERUN_BOOM is set: the same recorded code, a failing re-run.
+FAILS_ON_DEMAND = NETPLUG + """
+
+import os as _os
+
+_factory = factory
+
+
+def factory(engine):
+    net = _factory(engine)
+    if _os.environ.get("TEST_RERUN_BOOM"):
+        def boom(*args, **kwargs):
+            raise RuntimeError("boom on demand")
+
+        net.forward = boom
+    return net
+"""
+
+
+def test_a_failing_rerun_says_its_exit_code_and_where_its_log_is(tmp_path):
+    repo = make_repo(tmp_path / "repo", source=FAILS_ON_DEMAND, exp_dir=tmp_path / "exp")
+    r = cli("run", "-o", "configs/tiny.yaml", cwd=repo, env=env_for(repo))
+    assert r.returncode == 0, r.stderr
+    r = cli("rerun", str(tmp_path / "exp"), cwd=tmp_path, env={**env_for(repo), "TEST_RERUN_BOOM": "1"})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "boom on demand" in r.stderr
+    logs = tmp_path / "exp-rerun-1" / "logs.txt"
+    assert r.stderr.splitlines()[-1] == f"error: the re-run exited 1; see {logs}" and logs.is_file()
+    assert json.loads((logs.parent / "repro" / "record.json").read_text())["status"] == "FAILED"
+
+
 # ----------------------------------------------------------------------------- bad input
 def _snapshot(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}

@@ -369,7 +369,8 @@ def test_rerun_of_a_docker_experiment_uses_the_recorded_image(engine, tmp_path):
     record_file.write_text(json.dumps(record))
     r = cli("rerun", str(exp), cwd=REPO)
     assert r.returncode == 2
-    assert f"error: runtime.docker.image: image {gone} is not on this Docker engine; docker load it" in r.stderr
+    [error] = [line for line in r.stderr.splitlines() if line.startswith("error:")]  # one line, no second
+    assert error.startswith(f"error: runtime.docker.image: image {gone} is not on this Docker engine; docker load it")
     assert not (tmp_path / "exp-rerun-2").exists()
 
 
