@@ -51,7 +51,8 @@ def torchrun_command(options: Any, run_argv: Sequence[str]) -> list[str]:
     return [*cmd, "-m", "bootstrap_repro", "run", *run_argv]
 
 
-def _check_devices(options: Any) -> None:
+def _check_devices(options: Any) -> str:
+    """Refuse more processes than GPUs; returns the process group's backend (nccl or gloo)."""
     import torch
 
     from bootstrap_repro.engines import resolve_device
@@ -63,14 +64,20 @@ def _check_devices(options: Any) -> None:
             f"runtime.nproc_per_node: {nproc} processes asked but torch sees {torch.cuda.device_count()} GPU(s); "
             f"use at most one process per GPU, or --engine.device cpu"
         )
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def launch_distributed(options: Any, run_argv: Sequence[str]) -> int:
     """Check what can be checked, then run torchrun and return its exit code."""
     from bootstrap_repro.run import validate
 
-    _check_devices(options)
+    backend = _check_devices(options)
     validate(options)  # bad input fails here, once, in one line: not once per rank
+    cmd = torchrun_command(options, run_argv)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.call(torchrun_command(options, run_argv), env=env)
+    nproc, nnodes = _int(options, "runtime.nproc_per_node", 1), _int(options, "runtime.nnodes", 1)
+    where = f" x {nnodes} nodes (this one: node rank {int(options.get('runtime.node_rank', 0))})" if nnodes > 1 else ""
+    print(f"torchrun: {nproc} process(es) per node{where}, {backend} backend, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}; "
+          f"rank 0 writes {options.get('exp.dir')}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd, env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def test_ddp_two_gloo_ranks_match_one_process(tmp_path):
     f2 = setup_exp(tmp_path, 16)
     r = cli("run", "-o", str(f2), "--nproc-per-node", "2", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr.splitlines()[0] == (f"torchrun: 2 process(es) per node, gloo backend, OMP_NUM_THREADS="
+                                        f"{os.environ.get('OMP_NUM_THREADS', '1')}; rank 0 writes {tmp_path / 'exp'}")
     w0, w1 = (torch.load(tmp_path / f"rank{i}.pt", weights_only=True) for i in (0, 1))
     assert all(torch.equal(w0[k], w1[k]) for k in w0), "ranks diverged"
     text = (tmp_path / "exp" / "logs.txt").read_text()
