@@ -45,6 +45,7 @@ from typing import IO, Any
 from bootstrap_repro.errors import OptionsError, ReproError
 from bootstrap_repro.record import CACHE_DIR_ENV, CODE_ROOT_ENV, CONTAINER_ENV, NO_CACHE_ENV, cache_root
 from bootstrap_repro.runtimes._docker_context import BuildContext, base_images
+from bootstrap_repro.runtimes._process import die_with_parent
 
 __all__ = [
     "CONTAINER_ENV",
@@ -712,19 +713,13 @@ def _stop_with_sweep_driver() -> None:
     its launcher here can (``PR_SET_PDEATHSIG``, Linux).
     """
     raw = os.environ.get(TRIAL_ENV)
-    if not raw or not sys.platform.startswith("linux"):
+    if not raw:
         return
     try:
         driver_pid = int(json.loads(raw).get("driver_pid") or 0)
     except (ValueError, TypeError, AttributeError):
         return
-    if driver_pid <= 0:
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() != driver_pid:  # the driver died before the signal was armed
+    if not die_with_parent(driver_pid):  # the driver died before the signal was armed
         os.kill(os.getpid(), signal.SIGTERM)
 
 

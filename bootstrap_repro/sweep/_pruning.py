@@ -16,8 +16,6 @@ The driver starts ``bootstrap-repro run`` with ``$BOOTSTRAP_REPRO_HOOKS`` naming
 from __future__ import annotations
 
 import os
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +29,11 @@ def _stop_with_driver(engine: Any, driver_pid: int) -> None:
     """End this process when the driver dies (a ``kill -9`` of the driver leaves no orphan trial)."""
     from bootstrap_repro.record import CONTAINER_ENV
 
-    if not sys.platform.startswith("linux") or os.environ.get("TORCHELASTIC_RUN_ID") or CONTAINER_ENV in os.environ:
-        return  # under torchrun or in a container the parent is a launcher, not the driver (see TrialReporter)
-    import ctypes
+    from bootstrap_repro.runtimes import die_with_parent
 
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() != driver_pid:  # the driver died before the signal was armed
+    if os.environ.get("TORCHELASTIC_RUN_ID") or CONTAINER_ENV in os.environ:
+        return  # under torchrun or in a container the parent is a launcher, not the driver (see TrialReporter)
+    if not die_with_parent(driver_pid):  # the driver died before the signal was armed
         engine.interrupt("the sweep driver exited")
 
 
