@@ -283,20 +283,25 @@ def _arith(x: Sequence[Any]) -> tuple[int, int] | None:
 
 
 def _trace_json(trace: Mapping[str, Any]) -> str:
-    parts = ['"type":"scatter"']
-    x = trace.get("x")
-    if x is not None:
-        ad = _arith(x)
-        if ad is not None:
-            if ad != (0, 1):
-                parts.append(f'"x0":{ad[0]},"dx":{ad[1]}')
-        else:
-            parts.append('"x":' + _numbers(x))
-    parts.append('"y":' + _numbers(trace.get("y") or []))
-    if "mode" not in trace:
-        parts.append('"mode":"lines"')
+    """One trace; a scatter's numbers written compactly (an arithmetic x as ``x0``/``dx``)."""
+    kind = trace.get("type", "scatter")
+    parts = ['"type":' + _json(kind)]
+    packed: tuple[str, ...] = ("type",)
+    if kind == "scatter":
+        packed = ("type", "x", "y")
+        x = trace.get("x")
+        if x is not None:
+            ad = _arith(x)
+            if ad is not None:
+                if ad != (0, 1):
+                    parts.append(f'"x0":{ad[0]},"dx":{ad[1]}')
+            else:
+                parts.append('"x":' + _numbers(x))
+        parts.append('"y":' + _numbers(trace.get("y") or []))
+        if "mode" not in trace:
+            parts.append('"mode":"lines"')
     for key, value in trace.items():
-        if key not in ("x", "y"):
+        if key not in packed:
             parts.append(_json(str(key)) + ":" + _json(value))
     return "{" + ",".join(parts) + "}"
 

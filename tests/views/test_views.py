@@ -519,3 +519,17 @@ def test_chromium_shows_script_errors(tmp_path):
     path.write_text(path.read_text().replace("Plotly.newPlot(", "Plotly.noSuchFunction("))
     dom = render_dom(path)
     assert "script error" in error_banner(dom) and drawn_subplots(dom) == (0, 1)
+
+
+def test_trace_json_keeps_the_trace_type_once():
+    """A non-scatter trace (the sweep report's parallel coordinates) is written with its own type, no x/y."""
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), keys
+        return dict(pairs)
+
+    par = json.loads(_plotly._trace_json({"type": "parcoords", "dimensions": [{"label": "lr", "values": [1, 2]}]}),
+                     object_pairs_hook=no_duplicates)
+    assert par == {"type": "parcoords", "dimensions": [{"label": "lr", "values": [1, 2]}]}
+    line = json.loads(_plotly._trace_json({"x": [0, 1, 2], "y": [3, 4, 5], "name": "loss"}), object_pairs_hook=no_duplicates)
+    assert line == {"type": "scatter", "y": [3, 4, 5], "mode": "lines", "name": "loss"}  # x = 0, 1, 2 implied
