@@ -32,29 +32,42 @@ __all__ = ["Logger", "read_logs"]
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 
 
+#: Types seen to be tensors (``torch.Tensor`` and its subclasses), so that the per-batch
+#: check is one set lookup; this module never imports torch itself.
+_TENSOR_TYPES: set[type] = set()
+
+
 def _is_tensor(value: Any) -> bool:
-    return hasattr(value, "detach") and hasattr(value, "tolist")
+    cls = type(value)
+    if cls in _TENSOR_TYPES:
+        return True
+    if hasattr(value, "detach") and hasattr(value, "tolist"):
+        _TENSOR_TYPES.add(cls)
+        return True
+    return False
 
 
 def _to_python(values: list[Any]) -> list[Any]:
-    """Convert pending tensors in ``values`` with one host transfer per dtype/device."""
-    idx = [i for i, v in enumerate(values) if _is_tensor(v)]
-    if not idx:
-        return values
-    import torch  # a tensor was logged, so torch is loaded already
-
+    """Convert the tensors in ``values``: a CPU scalar is read in place, the others are
+    moved with one host transfer per dtype/device."""
     out = list(values)
     groups: dict[tuple[Any, Any], list[int]] = {}
-    for i in idx:
-        t = values[i]
+    for i, t in enumerate(values):
+        if not _is_tensor(t):
+            continue
         if t.numel() != 1:
             out[i] = t.detach().cpu().tolist()
-            continue
-        groups.setdefault((t.device, t.dtype), []).append(i)
-    for positions in groups.values():
-        flat = torch.stack([values[i].detach().reshape(()) for i in positions]).cpu().tolist()
-        for i, v in zip(positions, flat):
-            out[i] = v
+        elif getattr(t, "is_cpu", False):
+            out[i] = t.item()
+        else:
+            groups.setdefault((t.device, t.dtype), []).append(i)
+    if groups:
+        import torch  # a tensor was logged, so torch is loaded already
+
+        for positions in groups.values():
+            flat = torch.stack([values[i].detach().reshape(()) for i in positions]).cpu().tolist()
+            for i, v in zip(positions, flat):
+                out[i] = v
     return out
 
 
@@ -62,6 +75,14 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
     return value
+
+
+def _dumps_list(values: list[Any]) -> str:
+    """``json.dumps`` of ``values`` with NaN as null and infinities as +-1e308."""
+    try:
+        return json.dumps(values, allow_nan=False)
+    except ValueError:  # a non-finite float
+        return json.dumps([_json_safe(v) for v in values], allow_nan=False)
 
 
 def read_logs(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
@@ -99,7 +120,10 @@ class Logger(Activatable):
         self.echo = echo
         #: Where screen output goes; the engine swaps in ``tqdm.write`` while a bar is shown.
         self.print_fn: Callable[[str], None] = lambda line: print(line, file=sys.stdout, flush=True)
-        self._pending: set[str] = set()
+        #: Keys that may hold tensors -> index of the first value that may be one.
+        self._pending: dict[str, int] = {}
+        #: Keys of list values -> (the values already encoded, their JSON text without brackets).
+        self._encoded: dict[str, tuple[list[Any], str]] = {}
         self._buffer: list[str] = []
         self._txt: IO[str] | None = None
         if dir_logs is not None:
@@ -140,7 +164,9 @@ class Logger(Activatable):
         if _is_tensor(value):
             if value.requires_grad:  # the engine passes detached values: no new view per batch
                 value = value.detach()
-            self._pending.add(name)
+            if name not in self._pending:
+                current = self.values.get(name)
+                self._pending[name] = len(current) if stack and isinstance(current, list) else 0
         if stack:
             self.values.setdefault(name, []).append(value)
         else:
@@ -158,23 +184,56 @@ class Logger(Activatable):
             self.log_message(f"{description or group} {shown}")
 
     def materialize(self) -> None:
-        """Turn pending tensors into python numbers (one transfer per key)."""
-        for name in self._pending:
+        """Turn pending tensors into python numbers (one transfer per key), in place.
+
+        Only the values logged since the last call are looked at.
+        """
+        for name, start in self._pending.items():
             vals = self.values.get(name)
             if isinstance(vals, list):
-                self.values[name] = _to_python(vals)
+                start = min(start, len(vals))
+                vals[start:] = _to_python(vals[start:])
             elif _is_tensor(vals):
                 self.values[name] = _to_python([vals])[0]
         self._pending.clear()
 
+    def to_json(self) -> str:
+        """The text of ``<name>.json``: ``json.dumps`` of the (materialized) values, NaN as null.
+
+        The encoded text of each list is kept, so a flush encodes only the values
+        logged since the previous one; a list whose already-encoded part changed
+        (truncated, edited in place) is encoded again in full.
+        """
+        self.materialize()
+        if not all(isinstance(k, str) for k in self.values):  # json.dumps turns such keys into strings
+            self._encoded.clear()
+            safe = {k: [_json_safe(v) for v in vs] if isinstance(vs, list) else _json_safe(vs)
+                    for k, vs in self.values.items()}
+            return json.dumps(safe, allow_nan=False)
+        encoded, parts = {}, []
+        for k, vs in self.values.items():
+            if isinstance(vs, list):
+                done, text = self._encoded.get(k, ((), ""))
+                n = len(done)
+                if n > len(vs) or vs[:n] != done:  # C-speed check; equal values compare by identity first
+                    n, text = 0, ""
+                if len(vs) > n:
+                    more = _dumps_list(vs[n:])[1:-1]
+                    text = f"{text}, {more}" if n else more
+                encoded[k] = (vs[:], text)
+                parts.append(f"{json.dumps(k)}: [{text}]")
+            else:
+                parts.append(f"{json.dumps(k)}: {json.dumps(_json_safe(vs), allow_nan=False)}")
+        self._encoded = encoded
+        return "{" + ", ".join(parts) + "}"
+
     def flush(self) -> None:
         """Write all values to ``<name>.json`` atomically (temp file + rename)."""
-        self.materialize()
         if self.json_path is None:
+            self.materialize()
             return
-        safe = {k: [_json_safe(v) for v in vs] if isinstance(vs, list) else _json_safe(vs) for k, vs in self.values.items()}
         # The directory is fsynced by the checkpoint commit that follows each epoch.
-        atomic_write_text(self.json_path, json.dumps(safe, allow_nan=False) + "\n", fsync_dir=False)
+        atomic_write_text(self.json_path, self.to_json() + "\n", fsync_dir=False)
 
     def lengths(self) -> dict[str, int]:
         """How many values each key holds (saved in checkpoints)."""
@@ -183,7 +242,7 @@ class Logger(Activatable):
     def truncate(self, lengths: Mapping[str, int]) -> None:
         """Drop values logged after a checkpoint that recorded ``lengths``."""
         self.values = {k: v[: lengths[k]] for k, v in self.values.items() if k in lengths}
-        self._pending.intersection_update(self.values)
+        self._pending = {k: i for k, i in self._pending.items() if k in self.values}
 
     # ------------------------------------------------------------------ messages
     def log_message(self, *message: Any, level: str = "INFO", print_header: bool = True) -> None:
