@@ -83,17 +83,15 @@ class EngineState:
 def _batch_size(batch: Any) -> int:
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, Mapping):
-        for v in batch.values():
-            # a tensor value answers without a call (the usual {'data': tensor, ...} batch)
-            n = (int(v.shape[0]) if v.dim() else 1) if isinstance(v, torch.Tensor) else _batch_size(v)
-            if n:
-                return n
-    if isinstance(batch, (list, tuple)):
-        for v in batch:
-            n = _batch_size(v)
-            if n:
-                return n
+    if type(batch) is dict or isinstance(batch, Mapping):  # a plain dict skips the slower ABC check
+        batch = batch.values()
+    elif not isinstance(batch, (list, tuple)):
+        return 0
+    for v in batch:
+        # a tensor value answers without a call (the usual {'data': tensor, ...} batch)
+        n = (int(v.shape[0]) if v.dim() else 1) if isinstance(v, torch.Tensor) else _batch_size(v)
+        if n:
+            return n
     return 0
 
 
