@@ -161,7 +161,7 @@ class Logger(Activatable):
     # ------------------------------------------------------------------ values
     def log_value(self, name: str, value: Any, should_print: bool = False, stack: bool = True) -> None:
         """Record ``value`` under ``name`` (appended when ``stack``, else replaced)."""
-        if _is_tensor(value):
+        if type(value) in _TENSOR_TYPES or _is_tensor(value):  # the engine's per-batch case without a call
             if value.requires_grad:  # the engine passes detached values: no new view per batch
                 value = value.detach()
             if name not in self._pending:

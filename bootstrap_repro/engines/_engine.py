@@ -313,9 +313,9 @@ class Engine:
         hs_start, hs_forward, hs_backward, hs_update, hs_print, hs_end = (
             self._hooks[f"{mode}_on_{e}"] for e in ("start_batch", "forward", "backward", "update", "print", "end_batch"))
         log_value, prefix = self.logger.log_value, f"{mode}_batch."
-        names: dict[str, str] = {}  # output key -> logged name, built once per key
+        slots: dict[str, tuple[list[Any], str]] = {}  # output key -> (its values, its logged name)
         precision, print_freq = self.precision, self.print_freq
-        autocast = precision.dtype is not None
+        amp = precision.autocast() if precision.dtype is not None else None  # one context, entered per batch
         plain = precision.scaler is None  # backward and step need no gradient scaler
         finite = (_finite_on_host if on_cpu and not self.dist.enabled else self._finite) if self.nan_check else None
         with torch.set_grad_enabled(train):
@@ -329,8 +329,8 @@ class Engine:
                     fn(self)
                 if train:
                     optimizer.zero_grad()
-                if autocast:
-                    with precision.autocast():
+                if amp is not None:
+                    with amp:
                         out = model(batch)
                 else:
                     out = model(batch)
@@ -365,11 +365,11 @@ class Engine:
                             v = v.detach()
                     elif not isinstance(v, (int, float)) or isinstance(v, bool):
                         continue
-                    values[k].append(v)
-                    name = names.get(k)
-                    if name is None:
-                        name = names[k] = prefix + k
-                    log_value(name, v)
+                    slot = slots.get(k)
+                    if slot is None:
+                        slot = slots[k] = (values[k], prefix + k)
+                    slot[0].append(v)
+                    log_value(slot[1], v)
                 sizes.append(st.batch_size)
                 if print_freq and i % print_freq == 0:
                     if bar is not None and "loss" in out:
