@@ -355,7 +355,7 @@ class Engine:
                             precision.step(optimizer)
                         for fn in hs_update:
                             fn(self)
-                for k, v in out.items():
+                for k, v in out.items():  # the rule of loggable(), inlined: no dict per batch
                     if isinstance(v, torch.Tensor):
                         if v.dim():
                             if v.numel() != 1:
