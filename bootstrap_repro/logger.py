@@ -168,7 +168,11 @@ class Logger(Activatable):
                 current = self.values.get(name)
                 self._pending[name] = len(current) if stack and isinstance(current, list) else 0
         if stack:
-            self.values.setdefault(name, []).append(value)
+            series = self.values.get(name)
+            if series is None:  # not setdefault(name, []): no new list per call
+                self.values[name] = [value]
+            else:
+                series.append(value)
         else:
             self.values[name] = value  # type: ignore[assignment]
         if should_print:

@@ -317,7 +317,9 @@ class Engine:
         precision, print_freq = self.precision, self.print_freq
         amp = precision.autocast() if precision.dtype is not None else None  # one context, entered per batch
         plain = precision.scaler is None  # backward and step need no gradient scaler
-        finite = (_finite_on_host if on_cpu and not self.dist.enabled else self._finite) if self.nan_check else None
+        nan_check = self.nan_check
+        nan_check_on_host = nan_check and on_cpu and not self.dist.enabled  # see _finite_on_host
+        isfinite = math.isfinite
         with torch.set_grad_enabled(train):
             for i, batch in enumerate(bar if bar is not None else loader):
                 if self._stop_now is not None:
@@ -339,7 +341,7 @@ class Engine:
                     fn(self)
                 if train:
                     loss = out["loss"]
-                    if finite is not None and not finite(loss):
+                    if nan_check and not (isfinite(loss.item()) if nan_check_on_host else self._finite(loss)):
                         nan_skipped += 1
                         self.logger.warning(f"non-finite loss ({loss.item()}) at epoch {epoch} batch {i}: optimizer step skipped")
                     else:
