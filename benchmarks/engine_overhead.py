@@ -122,7 +122,8 @@ def main() -> None:
     torch.set_num_threads(1)
     ratios, t_engine, t_hand = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        engine_fit(Path(tmp) / "warmup", 1, 256)  # import/allocator warm-up, not measured
+        engine_fit(Path(tmp) / "warmup", 1, 256)  # import/allocator warm-up of both sides, not measured
+        hand_fit(Path(tmp) / "warmup-hand", 1, 256)
         for i in range(args.pairs):
             order = ("engine", "hand") if i % 2 == 0 else ("hand", "engine")
             got = {}
