@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     rr.add_argument("--ignore", action="append", default=[], metavar="KEY_PATTERN",
                     help="with --verify, skip logs.json keys matching this glob, e.g. '*.time' (repeatable)")
     rr.add_argument("--repo", metavar="PATH", help="the code repo, when it is no longer at the recorded path")
+    rr.add_argument("--allow-changed", action="store_true",
+                    help="run even when recorded inputs outside the code repo (data, helper libraries, installed "
+                         "packages, secrets) changed; the differences are reported")
     ca = sub.add_parser("cache", help="list, remove or garbage-collect result-cache entries")
     cs = ca.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     cs.add_parser("ls", help="list the entries, most recently used first")
@@ -141,7 +144,9 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         from bootstrap_repro.run import cached_run, check_exp_dir
 
         check_exp_dir(opt)
-        hit = cached_run(opt.copy()) if use_cache else None
+        # the key as the ranks will compute it: torchrun's ranks get OMP_NUM_THREADS=1 unless it is set
+        with _environ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1")):
+            hit = cached_run(opt.copy()) if use_cache else None
         if hit is not None:
             print(hit.cache_hit.describe())  # type: ignore[union-attr]
             return 0
@@ -226,7 +231,8 @@ def _environ(name: str, value: str | None) -> Iterator[None]:
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from bootstrap_repro.record import rerun
 
-    result = rerun(args.exp_dir, args.new_dir, verify=args.verify, ignore=args.ignore, repo=args.repo)
+    result = rerun(args.exp_dir, args.new_dir, verify=args.verify, ignore=args.ignore, repo=args.repo,
+                   allow_changed=args.allow_changed)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     if result.returncode != 0:
@@ -235,13 +241,16 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
             print(f"error: the re-run exited {result.returncode}" + (f"; see {logs}" if logs.is_file() else ""),
                   file=sys.stderr)
         return result.returncode
-    cmp = result.comparison
-    if cmp is None:
-        print(f"re-ran {args.exp_dir} into {result.exp_dir}")
-    elif cmp.divergence is None:
-        print(f"{cmp.identical} values identical ({cmp.keys} keys of logs.json; {args.exp_dir} vs {result.exp_dir})")
+    out = result.outputs
+    segments = f" ({result.segments} segments replayed)" if result.segments > 1 else ""
+    if out is None:
+        print(f"re-ran {args.exp_dir} into {result.exp_dir}{segments}")
+    elif out.divergence is None:
+        print(f"{out.summary()}; {args.exp_dir} vs {result.exp_dir}{segments}")
     else:
-        print(f"first divergence: {cmp.divergence.describe()}; {cmp.identical} other values identical")
+        print("input differences: " + ("; ".join(result.input_differences) or "none"))
+        where = f" (segment {result.segment})" if result.segment is not None else ""
+        print(f"first divergence{where}: {out.divergence}; {out.summary()}")
         print("environment differences: " + ("; ".join(result.env_differences) or "none"))
     return result.exit_code
 

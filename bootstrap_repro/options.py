@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,18 @@ from bootstrap_repro._current import Activatable
 from bootstrap_repro.errors import OptionsError, did_you_mean
 from bootstrap_repro.fileio import atomic_write_text
 
-__all__ = ["Options", "OptionsDict", "OptionsList", "load_yaml", "read_yaml", "DEFAULTS", "flatten"]
+__all__ = ["Options", "OptionsDict", "OptionsList", "load_yaml", "read_yaml", "DEFAULTS", "flatten",
+           "check_resume_options", "override_argv"]
 
 #: Platform-level keys every experiment has; the user's file is merged over them.
 DEFAULTS: dict[str, Any] = {
-    # max_untracked_mb: bound on the untracked files archived in <exp.dir>/repro/ (null: no bound)
-    "exp": {"dir": None, "resume": None, "max_untracked_mb": 50},
+    # max_untracked_mb: bound on the untracked files archived in <exp.dir>/repro/ (null: no bound);
+    # env_keys: more variables whose values are inputs (in the cache key); env_ignore: read ones that are not;
+    # secret_globs: files never archived nor hashed in clear (null: the built-in list);
+    # max_input_gb: a larger input file is not fingerprinted (the run is then not cached);
+    # max_inputs_archive_mb: ignored inputs of the code repo (modules, data) archived for rerun up to this size
+    "exp": {"dir": None, "resume": None, "max_untracked_mb": 50, "env_keys": [], "env_ignore": [],
+            "secret_globs": None, "max_input_gb": 20, "max_inputs_archive_mb": 50},
     "misc": {"seed": 1337, "cuda": None, "deterministic": False},
     "engine": {
         "name": "default",
@@ -329,6 +336,8 @@ class Options(Activatable):
     def __init__(self, tree: Mapping[str, Any], source: str | None = None) -> None:
         self._tree: OptionsDict = _wrap(tree)
         self.source = source
+        #: The explicit ``--key value`` overrides applied so far (``{key: value}``, the last value wins).
+        self.overrides: dict[str, Any] = {}
 
     # ---- construction
     @classmethod
@@ -357,6 +366,7 @@ class Options(Activatable):
             value = _typed(key, values, leaves[key])
             self[key] = value
             changed[key] = value
+            self.overrides[key] = copy.deepcopy(value)
         return changed
 
     # ---- access
@@ -432,8 +442,10 @@ class Options(Activatable):
         return _plain(self._tree)
 
     def copy(self) -> Options:
-        """A mutable copy."""
-        return Options(self.as_dict(), source=self.source)
+        """A mutable copy (with the same explicit :attr:`overrides`)."""
+        new = Options(self.as_dict(), source=self.source)
+        new.overrides = copy.deepcopy(self.overrides)
+        return new
 
     def to_yaml(self, *, drop_actions: bool = True) -> str:
         """The tree as YAML; ``exp.resume`` is written as null (it is an action)."""
@@ -463,3 +475,90 @@ class Options(Activatable):
                 shown = shown.replace("\n...", "").removesuffix("...").strip()
             lines.append(f"  --{key:<{width}} {shown:<20} ({_type_name(value)})")
         return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- resume
+#: Keys that never count as differences: where the experiment is and which checkpoint to resume.
+RESUME_IGNORED_KEYS = frozenset({"exp.dir", "exp.resume"})
+_ABSENT_KEY = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, with ``True`` and ``1`` told apart (``1`` and ``1.0`` are the same number)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001  (an odd value type: compare as different)
+        return False
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT_KEY:
+        return "absent"
+    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip()
+    return text.replace("\n...", "").removesuffix("...").strip()
+
+
+def _flag(key: str, value: Any) -> str:
+    """``--key VALUE`` as typed on a shell command line (the CLI parses it back to ``value``)."""
+    def word(v: Any) -> str:
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return shlex.quote(str(v))
+
+    if isinstance(value, (list, tuple)):
+        return " ".join([f"--{key}", *(word(v) for v in value)])
+    return f"--{key} {word(value)}"
+
+
+def override_argv(overrides: Mapping[str, Any]) -> list[str]:
+    """``{key: value}`` as the ``--key VALUE ...`` tokens that :meth:`Options.apply_overrides` reads back."""
+    return [tok for k, v in overrides.items() for tok in shlex.split(_flag(k, v))]
+
+
+def check_resume_options(options: Options, exp_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Refuse a resume whose options differ from ``<exp_dir>/options.yaml`` other than by explicit overrides.
+
+    Returns the explicit overrides (``options.overrides``) that change a saved value,
+    ``{key: value}``.  Raises :class:`OptionsError` (one line) for any other
+    difference.  ``exp.dir`` and ``exp.resume`` never count; a key the saved file
+    lacks counts as equal when the value here is its :data:`DEFAULTS` value (an
+    experiment saved before that default existed).  A missing or unreadable saved
+    file is not reported here.
+    """
+    saved_path = Path(exp_dir) / "options.yaml"
+    try:
+        saved = flatten(load_yaml(saved_path))
+    except (OptionsError, OSError):
+        return {}
+    here = flatten(options.as_dict())
+    defaults = flatten(DEFAULTS)
+    explicit = getattr(options, "overrides", None) or {}
+
+    def differs(key: str) -> bool:
+        a, b = here.get(key, _ABSENT_KEY), saved.get(key, _ABSENT_KEY)
+        if a is _ABSENT_KEY or b is _ABSENT_KEY:
+            present = b if a is _ABSENT_KEY else a
+            return key not in defaults or not _same(present, defaults[key])
+        return not _same(a, b)
+
+    keys = [*here, *(k for k in saved if k not in here)]
+    changed = [k for k in keys if k not in RESUME_IGNORED_KEYS and differs(k)]
+    allowed = {k: here[k] for k in changed if k in explicit and k in here}
+    refused = [k for k in changed if k not in allowed]
+    if refused:
+        source = options.source or "these options"
+        what = "; ".join(
+            f"{k} ({_shown(here.get(k, _ABSENT_KEY))} here, {_shown(saved.get(k, _ABSENT_KEY))} saved)" for k in refused)
+        fix = f"resume with -o {saved_path}"
+        if all(k in here for k in refused):  # a key absent here cannot be given as a flag
+            flags = " ".join(_flag(k, here[k]) for k in refused)
+            fix += f", or pass each new value explicitly ({flags})"
+        raise OptionsError(
+            f"exp.resume: {source} differs from {saved_path} (the experiment's options) in {what}; {fix}")
+    return allowed

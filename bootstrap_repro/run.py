@@ -29,9 +29,12 @@ from typing import IO, Any
 from bootstrap_repro.errors import CheckpointError, ExperimentExistsError, OptionsError, ReproError
 from bootstrap_repro.fileio import recover_groups
 from bootstrap_repro.logger import Logger
-from bootstrap_repro.options import Options
+from bootstrap_repro.options import Options, check_resume_options
 from bootstrap_repro.record import (
     LOCK_NAME,
+    STOP_AFTER_EPOCH_ENV,
+    InputRecorder,
+    check_inputs,
     CacheEntry,
     ResultCache,
     RunLockedError,
@@ -119,6 +122,7 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
                 f"exp.resume: no checkpoint {str(resume)!r} in {path} (found: {have}); "
                 f"use --exp.resume last or best_<metric>"
             )
+        check_resume_options(options, path)  # other values than the saved ones: explicit overrides only
         resume = str(resume)
     return path, resume
 
@@ -153,30 +157,49 @@ def _from_cache(options: Options, exp_dir: Path, snap: Snapshot, logger: Logger)
     from bootstrap_repro import views
 
     store = ResultCache()
-    with store.reading(snap.key, warn=logger.warning) as entry:
-        if entry is None:
-            return None
-        views.parse_view_option(options.get("view"))  # a bad view option fails before anything is created
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        with exp_dir_lock(exp_dir):
-            _check_still_empty(exp_dir, None)
-            mode = "train" if options.get("dataset.train_split") else "eval"
-            rec = RunRecord.begin(exp_dir, snap, mode=mode, cache_hit_of=entry.hit_record())
-            try:
-                hit = _materialise(options, exp_dir, entry, logger)
-            except BaseException as exc:
-                rec.end("INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED", exc)
-                raise
-            rec.end("COMPLETED")
-    return RunResult("COMPLETED", exp_dir, cache_hit=hit, record=rec)
+    stale: list[str] = []
+    for key in store.candidates(snap.key):  # the key, then its entries made from other inputs
+        with store.reading(key, warn=logger.warning) as entry:
+            if entry is None:
+                continue
+            changed = entry_inputs_changed(entry)
+            if changed is not None:
+                stale.append(changed)
+                continue
+            views.parse_view_option(options.get("view"))  # a bad view option fails before anything is created
+            exp_dir.mkdir(parents=True, exist_ok=True)
+            with exp_dir_lock(exp_dir):
+                _check_still_empty(exp_dir, None)
+                mode = "train" if options.get("dataset.train_split") else "eval"
+                rec = RunRecord.begin(exp_dir, snap, mode=mode, cache_hit_of=entry.hit_record())
+                try:
+                    hit = _materialise(options, exp_dir, entry, logger, snap.key)
+                except BaseException as exc:
+                    rec.end("INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED", exc)
+                    raise
+                rec.end("COMPLETED")
+            return RunResult("COMPLETED", exp_dir, cache_hit=hit, record=rec)
+    if stale:
+        logger.warning(f"cache: {'an entry' if len(stale) == 1 else f'{len(stale)} entries'} of key {snap.key[:12]} "
+                       f"{'was' if len(stale) == 1 else 'were'} computed from other inputs ({stale[0]}); training again")
+    return None
 
 
-def _materialise(options: Options, exp_dir: Path, entry: CacheEntry, logger: Logger) -> CacheHit:
+def entry_inputs_changed(entry: CacheEntry) -> str | None:
+    """The first recorded input of a cache entry that is not as it was (one line), else None."""
+    manifest = entry.manifest.get("inputs")
+    if not isinstance(manifest, dict):
+        return "the entry records no inputs"
+    changes = check_inputs(manifest, first_only=True)
+    return changes[0].describe() if changes else None
+
+
+def _materialise(options: Options, exp_dir: Path, entry: CacheEntry, logger: Logger, key: str) -> CacheHit:
     from bootstrap_repro import views
 
     ResultCache.materialise(entry, exp_dir)
     options.save(exp_dir / "options.yaml")
-    hit = CacheHit(entry.key, entry.source.get("exp_dir"), entry.path)
+    hit = CacheHit(key, entry.source.get("exp_dir"), entry.path)
     logger.attach(exp_dir)  # appends to the copied logs.txt; logs.json is never flushed here
     echo, logger.echo = logger.echo, False  # the CLI prints the one line
     try:
@@ -277,6 +300,14 @@ def threading_main() -> bool:
 HOOKS_ENV = "BOOTSTRAP_REPRO_HOOKS"
 
 
+def _stop_after_epoch(engine: Any, epoch: int) -> None:
+    def check() -> None:
+        if engine.state.epoch >= epoch:
+            engine.request_stop(f"segment replayed up to epoch {epoch}")
+
+    engine.register_hook("engine_on_end_epoch", check)
+
+
 def _register_hook_plugins(engine: Any, options: Options) -> None:
     """Call ``register(engine)`` of every module of ``engine.hooks`` and of ``$BOOTSTRAP_REPRO_HOOKS``."""
     from bootstrap_repro.plugins import import_factory
@@ -369,33 +400,52 @@ def run(
         if hit is not None:
             return hit
 
-    with options.activate(), logger.activate():
-        engine = _build(options, logger, eval_only)
-        if not writer:
-            return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, False)
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        with exp_dir_lock(exp_dir):
-            _check_still_empty(exp_dir, resume)
-            assert snap is not None
-            rec = RunRecord.begin(exp_dir, snap, resume=resume, mode="eval" if eval_only else "train")
-            rec.data.setdefault("runtime", {})["engine"] = engine_facts(engine)
-            rec.save()
-            try:
-                result = _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, True)
-            except BaseException as exc:
-                rec.end("INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED", exc)
-                raise
-            rec.end(result.status, result.error)
-            result.record = rec
-            if cache and rec.cacheable:
-                _publish(rec, exp_dir, result)
-            return result
+    # Inputs are discovered from here on: what the factories and the training open, import and read.
+    recorder = InputRecorder.from_options(options, exp_dir).start() if writer else None
+    try:
+        with options.activate(), logger.activate():
+            engine = _build(options, logger, eval_only)
+            if not writer:
+                return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, False)
+            exp_dir.mkdir(parents=True, exist_ok=True)
+            with exp_dir_lock(exp_dir):
+                _check_still_empty(exp_dir, resume)
+                assert snap is not None and recorder is not None
+                rec = RunRecord.begin(exp_dir, snap, resume=resume, mode="eval" if eval_only else "train",
+                                      overrides=check_resume_options(options, exp_dir) if resume else None)
+                rec.data.setdefault("runtime", {})["engine"] = engine_facts(engine)
+                rec.save()
+                try:
+                    result = _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals,
+                                         True, rec)
+                except BaseException as exc:
+                    _record_inputs(rec, recorder, snap, options, engine)
+                    rec.end("INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED", exc)
+                    raise
+                _record_inputs(rec, recorder, snap, options, engine)
+                rec.end(result.status, result.error)
+                result.record = rec
+                if cache and rec.cacheable:
+                    _publish(rec, exp_dir, result)
+                elif cache and result.status == "COMPLETED" and rec.not_cacheable_reason:
+                    result.warnings.append(f"cache: not stored, an input cannot be fingerprinted: "
+                                           f"{rec.not_cacheable_reason}")
+                return result
+    finally:
+        if recorder is not None:
+            recorder.stop()
+
+
+def _record_inputs(rec: RunRecord, recorder: InputRecorder, snap: Snapshot, options: Options, engine: Any) -> None:
+    """Fingerprint what the run used into its segment's ``inputs.json``, and note the epoch it ended at."""
+    rec.set_epochs(end=engine.state.epoch)
+    rec.set_inputs(recorder.finish(snap.code.root), snap.code.root, options.get("exp.max_inputs_archive_mb", 50))
 
 
 def _publish(rec: RunRecord, exp_dir: Path, result: RunResult) -> None:
     """Store a COMPLETED experiment in the result cache; a failure to store does not fail the run."""
     try:
-        ResultCache().publish(rec.key, exp_dir, rec.data)
+        ResultCache().publish(rec.key, exp_dir, rec.data, inputs=rec.inputs_manifest())
     except OSError as exc:
         result.warnings.append(f"cache: the result was not stored ({exc}); the run itself is complete")
 
@@ -403,6 +453,7 @@ def _publish(rec: RunRecord, exp_dir: Path, result: RunResult) -> None:
 def _run_locked(
     engine: Any, options: Options, logger: Logger, exp_dir: Path, resume: str | None,
     eval_only: bool, setup: Callable[[Any], None] | None, handle_signals: bool, writer: bool,
+    rec: RunRecord | None = None,
 ) -> RunResult:
     from bootstrap_repro import views
     from bootstrap_repro.engines import Checkpointer, StopRun
@@ -426,6 +477,11 @@ def _run_locked(
             if writer:
                 logger.flush()
         logger(f"Resumed from checkpoint '{resume}' at epoch {engine.state.epoch}")
+    if rec is not None:
+        rec.set_epochs(start=engine.state.epoch)
+    stop_after = os.environ.get(STOP_AFTER_EPOCH_ENV)
+    if stop_after and not eval_only:  # a rerun replaying a segment that ended (or was killed) at this epoch
+        _stop_after_epoch(engine, int(stop_after))
     engine.view = views.factory(engine) if writer else None
     if resume and engine.view is not None and not eval_only:
         engine.view.build(None)

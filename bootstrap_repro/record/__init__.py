@@ -47,6 +47,16 @@ from bootstrap_repro.record._errors import (
     SnapshotError,
     UntrackedTooLargeError,
 )
+from bootstrap_repro.record._inputs import (
+    INPUTS_ARCHIVE,
+    INPUTS_FILE,
+    NOT_INPUT_ENV,
+    InputChange,
+    InputRecorder,
+    Inputs,
+    StatCache,
+    check_inputs,
+)
 from bootstrap_repro.record._key import NON_RESULT_KEYS, cache_key, result_options
 from bootstrap_repro.record._lock import LOCK_NAME, exp_dir_lock
 from bootstrap_repro.record._record import (
@@ -56,11 +66,23 @@ from bootstrap_repro.record._record import (
     STATUSES,
     RunRecord,
     Snapshot,
+    merged_inputs,
+    read_inputs,
     read_record,
     record_path,
     take_snapshot,
 )
-from bootstrap_repro.record._rerun import RerunResult, default_rerun_dir, materialise_code, rerun
+from bootstrap_repro.record._rerun import (
+    STOP_AFTER_EPOCH_ENV,
+    InputsChangedError,
+    RerunResult,
+    Segment,
+    default_rerun_dir,
+    input_differences,
+    materialise_code,
+    rerun,
+    segments_of,
+)
 from bootstrap_repro.record._snapshot import (
     CODE_ROOT_ENV,
     DIFF_FILE,
@@ -70,7 +92,14 @@ from bootstrap_repro.record._snapshot import (
     locate_module,
     snapshot_code,
 )
-from bootstrap_repro.record._verify import Comparison, Divergence, compare_logs, environment_differences
+from bootstrap_repro.record._verify import (
+    Comparison,
+    Divergence,
+    OutputComparison,
+    compare_logs,
+    compare_outputs,
+    environment_differences,
+)
 
 __all__ = [
     # record
@@ -83,8 +112,12 @@ __all__ = [
     "NON_RESULT_KEYS", "result_options", "cache_key",
     "ResultCache", "CacheEntry", "EntryInfo", "GcReport", "cache_root", "CACHE_DIR_ENV", "NO_CACHE_ENV",
     # re-run
-    "rerun", "RerunResult", "default_rerun_dir", "materialise_code",
-    "compare_logs", "Comparison", "Divergence", "environment_differences",
+    # inputs
+    "Inputs", "InputRecorder", "InputChange", "StatCache", "check_inputs", "INPUTS_FILE", "INPUTS_ARCHIVE",
+    "NOT_INPUT_ENV", "read_inputs", "merged_inputs",
+    "rerun", "RerunResult", "InputsChangedError", "Segment", "segments_of", "input_differences",
+    "STOP_AFTER_EPOCH_ENV", "default_rerun_dir", "materialise_code",
+    "compare_logs", "Comparison", "Divergence", "compare_outputs", "OutputComparison", "environment_differences",
     # locks and errors
     "LOCK_NAME", "exp_dir_lock", "RunLockedError",
     "RecordError", "RecordNotFoundError", "SnapshotError", "UntrackedTooLargeError", "CommitNotFoundError",

@@ -3,8 +3,9 @@
 Layout of the store (``$BOOTSTRAP_REPRO_CACHE_DIR/results``, else
 ``$XDG_CACHE_HOME/bootstrap-repro/results``, else ``~/.cache/bootstrap-repro/results``)::
 
-    <key>/manifest.json         key, source experiment, its record, {file: size, sha256[, link]}
+    <key>/manifest.json         key, source experiment, its record, its inputs, {file: size, sha256[, link]}
     <key>/files/...             the experiment's files (logs, checkpoints, ...)
+    .variants/<key>             keys of the entries of the same key made from other inputs (one a line)
     .locks/<key>.lock           flock: exclusive to publish or remove, shared to read
     .tmp-<key12>-*/             an entry being published (renamed to <key> when complete)
 
@@ -31,6 +32,7 @@ from typing import Any
 
 from bootstrap_repro.fileio import atomic_write_json
 from bootstrap_repro.record._errors import CacheEntryNotFoundError
+from bootstrap_repro.record._inputs import inputs_digest
 from bootstrap_repro.record._lock import LOCK_NAME, file_lock
 
 __all__ = ["ResultCache", "CacheEntry", "EntryInfo", "GcReport", "cache_root", "CACHE_DIR_ENV", "NO_CACHE_ENV"]
@@ -123,7 +125,7 @@ class CacheEntry:
     def hit_record(self) -> dict[str, Any]:
         """What a materialised experiment's record says under ``cache_hit_of``."""
         src = self.source
-        return {"key": self.key, "exp_dir": src.get("exp_dir"), "host": src.get("host"),
+        return {"key": self.manifest.get("base_key", self.key), "entry": self.key, "exp_dir": src.get("exp_dir"), "host": src.get("host"),
                 "started": src.get("started"), "ended": src.get("ended"), "published": self.manifest.get("created")}
 
 
@@ -217,18 +219,44 @@ class ResultCache:
                 pass
             yield CacheEntry(key, self.entry_path(key), manifest)
 
+    def candidates(self, key: str) -> list[str]:
+        """``key`` and its variants: entries of the same key computed from other inputs (data, helper code)."""
+        try:
+            lines = (self.root / ".variants" / key).read_text(encoding="utf-8").split()
+        except OSError:
+            lines = []
+        return [key, *dict.fromkeys(k for k in lines if _KEY_RE.match(k) and k != key)]
+
     def lookup(self, key: str, warn: Callable[[str], None] | None = None) -> CacheEntry | None:
         """The verified entry of ``key`` (not held: see :meth:`reading`)."""
         with self.reading(key, warn) as entry:
             return entry
 
     # ------------------------------------------------------------------ publish
-    def publish(self, key: str, exp_dir: Path, record: dict[str, Any]) -> bool:
-        """Copy the results of ``exp_dir`` into the store under ``key``; False if a sound entry was there."""
+    def publish(self, key: str, exp_dir: Path, record: dict[str, Any], inputs: dict[str, Any] | None = None) -> bool:
+        """Copy the results of ``exp_dir`` into the store under ``key``; False if a sound entry was there.
+
+        ``inputs`` is the run's discovered inputs (see :mod:`._inputs`); an entry with the same key
+        but other inputs (stale: its data or helper code changed since) is replaced.
+        """
         if not _KEY_RE.match(key):
             raise ValueError(f"key: expected 64 hex digits, got {key!r}")
         exp_dir = Path(exp_dir)
         self.root.mkdir(parents=True, exist_ok=True)
+        base = key
+        new_digest = inputs_digest(inputs) if inputs is not None else None
+        for candidate in self.candidates(base):  # the same key, other inputs: another variant of it
+            manifest, _ = self._check(candidate, hashes=False)
+            old = (manifest or {}).get("inputs")
+            if manifest is not None and (inputs_digest(old) if isinstance(old, dict) else None) == new_digest:
+                return False
+        if self.entry_path(base).exists() and self._check(base, hashes=False)[0] is not None:
+            key = hashlib.sha256(f"{base}:{new_digest}".encode()).hexdigest()
+            with self._locked(base):
+                variants = self.root / ".variants" / base
+                variants.parent.mkdir(parents=True, exist_ok=True)
+                with open(variants, "a", encoding="utf-8") as f:  # one short line: an atomic append
+                    f.write(key + "\n")
         with self._locked(key):
             manifest, problem = self._check(key)
             if manifest is not None:
@@ -239,11 +267,12 @@ class ResultCache:
             try:
                 files = self._copy_in(exp_dir, tmp / FILES)
                 atomic_write_json(tmp / MANIFEST, {
-                    "format": FORMAT, "key": key, "created": _now(),
+                    "format": FORMAT, "key": key, "base_key": base, "created": _now(),
                     "source": {"exp_dir": str(exp_dir.resolve()), "host": record.get("environment", {}).get("host"),
                                "started": record.get("started"), "ended": record.get("ended"),
                                "command": record.get("command", {}).get("argv")},
                     "record": record,
+                    "inputs": inputs,
                     "files": files,
                 }, indent=1)
                 os.rename(tmp, self.entry_path(key))

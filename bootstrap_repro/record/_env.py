@@ -25,6 +25,8 @@ from typing import Any
 
 __all__ = [
     "ENV_ALLOWLIST",
+    "RESULT_ENV",
+    "cpu_threads",
     "PACKAGES_FILE",
     "installed_packages",
     "packages_text",
@@ -56,6 +58,19 @@ ENV_ALLOWLIST: tuple[str, ...] = (
     "NCCL_ALGO",
     "NCCL_PROTO",
 )
+
+
+#: Of :data:`ENV_ALLOWLIST`, those that change numerics (the others choose a device): in the cache key.
+RESULT_ENV: tuple[str, ...] = tuple(k for k in ENV_ALLOWLIST if k not in (
+    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_LAUNCH_BLOCKING"))
+
+
+def cpu_threads() -> int:
+    """CPUs this process may use (torch's default intra-op thread count without OMP_NUM_THREADS)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _normalize(name: str) -> str:
@@ -187,6 +202,7 @@ def environment(packages: list[tuple[str, str]] | None = None, runtime: dict[str
         "packages": {"file": PACKAGES_FILE, "count": len(packages),
                      "sha256": hashlib.sha256(text.encode()).hexdigest()},
         "env_vars": {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ},
+        "cpu_threads": cpu_threads(),
     }
     env["fingerprint"] = environment_fingerprint(env, runtime or current_runtime())
     return env
@@ -195,8 +211,10 @@ def environment(packages: list[tuple[str, str]] | None = None, runtime: dict[str
 def environment_fingerprint(env: dict[str, Any], runtime: dict[str, Any]) -> str:
     """sha256 of what changes results: packages, Python, platform, torch/CUDA, GPU models, framework, runtime.
 
-    Not in it: host name, paths, environment variables, CPU model, cuDNN (its
-    wheel is in the package set); of the runtime, only its kind and the image id.
+    Also the variables of :data:`RESULT_ENV` that are set (``PYTHONHASHSEED``,
+    thread counts, ...) and the CPU thread count when ``OMP_NUM_THREADS`` is unset.
+    Not in it: host name, paths, other variables, CPU model, cuDNN (its wheel is
+    in the package set); of the runtime, only its kind and the image id.
     """
     torch = env.get("torch") or {}
     payload = {
@@ -207,5 +225,8 @@ def environment_fingerprint(env: dict[str, Any], runtime: dict[str, Any]) -> str
         "framework": env["framework"]["sha256"],
         "packages": env["packages"]["sha256"],
         "runtime": [runtime.get("kind"), (runtime.get("image") or {}).get("id")],
+        # variables that change numerics; CPU threads (reductions split by thread) when OMP_NUM_THREADS is unset
+        "env_vars": {k: v for k, v in (env.get("env_vars") or {}).items() if k in RESULT_ENV},
+        "threads": None if (env.get("env_vars") or {}).get("OMP_NUM_THREADS") else env.get("cpu_threads"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -17,7 +17,8 @@ from typing import Any
 
 from bootstrap_repro.record._errors import SnapshotError
 
-__all__ = ["GitState", "find_repo_root", "read_git_state", "git_command", "sanitize_url", "DIFF_ARGS"]
+__all__ = ["GitState", "find_repo_root", "read_git_state", "git_command", "sanitize_url", "DIFF_ARGS",
+           "submodule_paths"]
 
 #: ``git diff`` flags that make the output independent of the user's git config and
 #: appliable with ``git apply --binary`` (the record's ``code.diff``).
@@ -136,3 +137,18 @@ def read_git_state(root: Path) -> GitState:
                          stdout_as_string=False, strip_newline_in_stdout=False)
     untracked = tuple(os.fsdecode(p) for p in listed.split(b"\0") if p)
     return GitState(Path(root), commit, branch, remote, bytes(diff), untracked)
+
+
+def submodule_paths(root: Path) -> list[str]:
+    """Relative paths of the submodules declared in ``root/.gitmodules`` (no git process without one)."""
+    if not (Path(root) / ".gitmodules").is_file():
+        return []
+    status, out, _ = git_command(root, "config", "-f", ".gitmodules", "-z", "--get-regexp", r"^submodule\..*\.path$",
+                                 with_extended_output=True, with_exceptions=False)
+    paths = []
+    for entry in str(out or "").split("\0"):
+        _, sep, value = entry.partition("\n")
+        value = value.strip().strip("/")
+        if sep and value and not value.startswith("/") and ".." not in Path(value).parts:
+            paths.append(value)
+    return sorted(set(paths))

@@ -11,12 +11,17 @@ from bootstrap_repro.options import flatten
 __all__ = ["NON_RESULT_KEYS", "result_options", "cache_key", "KEY_VERSION"]
 
 #: Bump when the key's recipe changes (old entries then simply miss).
-KEY_VERSION = 2
+KEY_VERSION = 3
 #: Options that do not change a run's results; a key ending with ``.*`` covers its whole subtree.
 NON_RESULT_KEYS: tuple[str, ...] = (
     "exp.dir",
     "exp.resume",
     "exp.max_untracked_mb",
+    "exp.max_input_gb",
+    "exp.max_inputs_archive_mb",
+    "exp.secret_globs",
+    "exp.env_keys",  # their values are in the key (see take_snapshot), the list itself is not
+    "exp.env_ignore",
     "engine.print_freq",
     "engine.progress_bar",
     "runtime.node_rank",
@@ -46,8 +51,8 @@ def result_options(options: Any) -> dict[str, Any]:
     return {k: v for k, v in flatten(tree).items() if not _is_non_result(k)}
 
 
-def cache_key(options: Any, code_fingerprint: str, env_fingerprint: str) -> str:
-    """sha256 (hex) of the result options, the code fingerprint and the environment fingerprint."""
+def cache_key(options: Any, code_fingerprint: str, env_fingerprint: str, env_keys: dict[str, Any] | None = None) -> str:
+    """sha256 (hex) of the result options, the code and environment fingerprints, and the ``exp.env_keys`` values."""
     payload = {"version": KEY_VERSION, "options": result_options(options),
-               "code": code_fingerprint, "environment": env_fingerprint}
+               "code": code_fingerprint, "environment": env_fingerprint, "env_keys": env_keys or {}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

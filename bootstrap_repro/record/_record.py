@@ -11,6 +11,8 @@ import datetime as _dt
 import json
 import os
 import sys
+
+import yaml
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from bootstrap_repro.record._env import (
 )
 from bootstrap_repro.record._errors import RecordError, RecordNotFoundError
 from bootstrap_repro.record._git import sanitize_url
+from bootstrap_repro.record._inputs import INPUTS_ARCHIVE, INPUTS_FILE, Inputs, env_value_record, write_archive
 from bootstrap_repro.record._key import cache_key
 from bootstrap_repro.record._snapshot import CodeSnapshot, snapshot_code
 
@@ -41,12 +44,17 @@ __all__ = [
     "RunRecord",
     "read_record",
     "record_path",
+    "read_inputs",
+    "merged_inputs",
+    "SEGMENTS_DIR",
 ]
 
 #: Version of the ``record.json`` layout; readers refuse newer ones.
 SCHEMA_VERSION = 1
 REPRO_DIR = "repro"
 RECORD_FILE = "record.json"
+#: ``repro/segments/<n>/``: the options and the inputs of the n-th training segment (a start, then each resume).
+SEGMENTS_DIR = "segments"
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "INTERRUPTED", "STOPPED")
 DEFAULT_MAX_UNTRACKED_MB = 50
 
@@ -104,9 +112,19 @@ def take_snapshot(options: Any, *, exp_dir: Path | None = None, runtime: dict[st
     packages = installed_packages()
     runtime = dict(runtime or current_runtime())
     env = environment(packages, runtime)
-    key = cache_key(options, code.fingerprint(), env["fingerprint"])
+    env_keys = _env_keys(options)
+    env["env_keys"] = sorted(env_keys)
+    key = cache_key(options, code.fingerprint(), env["fingerprint"],
+                    {k: env_value_record(k, os.environ.get(k)) for k in env_keys})
     tree = options.as_dict() if hasattr(options, "as_dict") else dict(options)
     return Snapshot(code, packages, env, runtime, key, tree)
+
+
+def _env_keys(options: Any) -> list[str]:
+    value = options.get("exp.env_keys") or []
+    if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+        raise OptionsError(f"exp.env_keys: expected a list of environment variable names like [MY_SCALE], got {value!r}")
+    return list(value)
 
 
 def read_record(exp_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -149,6 +167,8 @@ class RunRecord:
         self.data = data
         #: The resume entry this process appended (None for the first session).
         self.session = session
+        #: The training segment this process records (None: an eval session or a cache hit).
+        self.segment: dict[str, Any] | None = None
 
     @property
     def path(self) -> Path:
@@ -167,6 +187,7 @@ class RunRecord:
         resume: str | None = None,
         mode: str = "train",
         cache_hit_of: dict[str, Any] | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Write the record of a run that starts now (status RUNNING).
 
@@ -184,7 +205,7 @@ class RunRecord:
             except RecordError:
                 data = None
             if data is not None:
-                return cls._resume(Path(exp_dir), data, snapshot, code, command, resume, mode)
+                return cls._resume(Path(exp_dir), data, snapshot, code, command, resume, mode, overrides or {})
         repro.mkdir(parents=True, exist_ok=True)
         snapshot.write(repro)
         data = {
@@ -205,14 +226,54 @@ class RunRecord:
             "environment": snapshot.environment,
             "runtime": snapshot.runtime,
             "resumes": [],
+            "segments": [],
         }
         rec = cls(Path(exp_dir), data)
+        if mode == "train" and cache_hit_of is None:
+            rec._add_segment(snapshot, REPRO_DIR, None, overrides or {})
         rec.save()
         return rec
 
+    def _add_segment(self, snapshot: Snapshot, code_dir: str, resume: str | None, overrides: dict[str, Any]) -> None:
+        """Start the record of a training segment: its code dir, options, checkpoint and explicit overrides."""
+        segments = self.data.setdefault("segments", [])
+        n = len(segments)
+        rel = f"{SEGMENTS_DIR}/{n}"
+        tree = dict(snapshot.options_tree)
+        tree["exp"] = {**(tree.get("exp") or {}), "resume": None}
+        (self.exp_dir / REPRO_DIR / rel).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.exp_dir / REPRO_DIR / rel / "options.yaml",
+                          yaml.safe_dump(tree, sort_keys=False, default_flow_style=None), fsync_dir=False)
+        self.segment = {"index": n, "code_dir": code_dir, "options": f"{rel}/options.yaml", "resumed_from": resume,
+                        "overrides": overrides, "cache_key": snapshot.key, "start_epoch": None, "end_epoch": None,
+                        "status": "RUNNING", "inputs": None}
+        segments.append(self.segment)
+
+    def set_epochs(self, start: int | None = None, end: int | None = None) -> None:
+        """Note where the current training segment started and ended (epochs to start from)."""
+        if self.segment is not None:
+            if start is not None:
+                self.segment["start_epoch"] = int(start)
+            if end is not None:
+                self.segment["end_epoch"] = int(end)
+
+    def set_inputs(self, inputs: Inputs, git_root: Path | None, max_archive_mb: float | None) -> None:
+        """Write the segment's ``inputs.json`` (and ``inputs.tar.gz`` of the ignored ones that fit)."""
+        if self.segment is None:
+            return
+        directory = self.exp_dir / REPRO_DIR / SEGMENTS_DIR / str(self.segment["index"])
+        directory.mkdir(parents=True, exist_ok=True)
+        write_archive(directory / INPUTS_ARCHIVE, inputs, git_root, max_archive_mb)
+        atomic_write_json(directory / INPUTS_FILE, inputs.to_json(), indent=1)
+        self.segment["inputs"] = {**inputs.summary(), "file": f"{SEGMENTS_DIR}/{self.segment['index']}/{INPUTS_FILE}"}
+
+    def inputs_manifest(self) -> dict[str, Any] | None:
+        """The inputs of every training segment, merged (None if one segment has none recorded)."""
+        return merged_inputs(self.exp_dir, self.data)
+
     @classmethod
     def _resume(cls, exp_dir: Path, data: dict[str, Any], snapshot: Snapshot, code: dict[str, Any],
-                command: dict[str, Any], resume: str, mode: str) -> RunRecord:
+                command: dict[str, Any], resume: str, mode: str, overrides: dict[str, Any]) -> RunRecord:
         resumes = data.setdefault("resumes", [])
         session: dict[str, Any] = {
             "mode": mode, "resumed_from": resume, "previous_status": data.get("status"),
@@ -232,6 +293,9 @@ class RunRecord:
         if mode == data.get("mode", "train"):
             data.update(status="RUNNING", ended=None, error=None)
         rec = cls(exp_dir, data, session)
+        if mode == "train":
+            rec._add_segment(snapshot, session["files"] or REPRO_DIR, resume, overrides)
+            session["segment"] = rec.segment["index"] if rec.segment else None
         rec.save()
         return rec
 
@@ -240,6 +304,8 @@ class RunRecord:
         if status not in STATUSES:
             raise ValueError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
         now, text = _now(), _error_text(error)
+        if self.segment is not None:
+            self.segment["status"] = status
         if self.session is not None:
             self.session.update(status=status, ended=now, error=text)
             if self.session["mode"] != self.data.get("mode", "train"):
@@ -258,9 +324,52 @@ class RunRecord:
             return False
         keys = [d.get("cache_key")] + [s.get("cache_key") for s in d.get("resumes", [])
                                        if s.get("mode") == d.get("mode", "train")]
-        return all(k == keys[0] for k in keys)
+        if not all(k == keys[0] for k in keys):
+            return False
+        segments = d.get("segments") or []
+        return all(seg.get("inputs") and not seg["inputs"].get("unfingerprintable") for seg in segments)
+
+    @property
+    def not_cacheable_reason(self) -> str | None:
+        """Why a COMPLETED training run is not stored: its first input that cannot be fingerprinted."""
+        for seg in self.data.get("segments") or []:
+            bad = (seg.get("inputs") or {}).get("unfingerprintable") or []
+            if bad:
+                return f"{bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+        return None
 
     @property
     def key(self) -> str:
         """The cache key of the session that wrote last."""
         return (self.session or self.data)["cache_key"]
+
+
+def read_inputs(exp_dir: Path, rel: str) -> dict[str, Any]:
+    """One segment's ``inputs.json`` (``rel`` relative to ``repro/``); a missing or damaged one is a RecordError."""
+    path = Path(exp_dir) / REPRO_DIR / rel
+    if ".." in Path(rel).parts or Path(rel).is_absolute():
+        raise RecordError(f"{record_path(exp_dir)}: inputs file {rel!r} is outside {REPRO_DIR}/; the record is damaged")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RecordError(f"{path}: unreadable ({exc}); the record is damaged") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: not a JSON object; the record is damaged")
+    return data
+
+
+def merged_inputs(exp_dir: Path, data: dict[str, Any]) -> dict[str, Any] | None:
+    """The inputs of all training segments of a record, later segments over earlier ones; None if any is missing."""
+    segments = data.get("segments") or []
+    if not segments:
+        return None
+    merged: dict[str, Any] = {"modules": {}, "files": {}, "dirs": {}, "env": {}, "secrets": {}, "unfingerprintable": []}
+    for seg in segments:
+        info = seg.get("inputs")
+        if not info or not info.get("file"):
+            return None
+        one = read_inputs(exp_dir, info["file"])
+        for section in ("modules", "files", "dirs", "env", "secrets"):
+            merged[section].update(one.get(section) or {})
+        merged["unfingerprintable"] += one.get("unfingerprintable") or []
+    return merged

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,17 +30,34 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap_repro.errors import ExperimentExistsError
+from bootstrap_repro.options import override_argv
 from bootstrap_repro.fileio import atomic_write_json
-from bootstrap_repro.logger import read_logs
 from bootstrap_repro.record._cache import NO_CACHE_ENV
 from bootstrap_repro.record._errors import CommitNotFoundError, PatchError, RecordError, RecordNotFoundError
 from bootstrap_repro.record._git import find_repo_root, git_command
 from bootstrap_repro.record._lock import LOCK_NAME, exp_dir_lock
-from bootstrap_repro.record._record import REPRO_DIR, read_record, record_path
-from bootstrap_repro.record._snapshot import CODE_ROOT_ENV, DIFF_FILE, HOOKS_ENV, UNTRACKED_FILE, _hash_source
-from bootstrap_repro.record._verify import Comparison, compare_logs, environment_differences
+from bootstrap_repro.record._env import ENV_ALLOWLIST
+from bootstrap_repro.record._inputs import INPUTS_ARCHIVE, check_inputs, env_matches
+from bootstrap_repro.record._record import REPRO_DIR, read_inputs, read_record, record_path
+from bootstrap_repro.record._snapshot import (
+    CODE_ROOT_ENV,
+    DIFF_FILE,
+    HOOKS_ENV,
+    SUBMODULES_DIR,
+    UNTRACKED_FILE,
+    _hash_source,
+)
+from bootstrap_repro.record._verify import OutputComparison, compare_outputs, environment_differences
 
-__all__ = ["RerunResult", "rerun", "default_rerun_dir", "materialise_code"]
+__all__ = ["RerunResult", "rerun", "default_rerun_dir", "materialise_code", "InputsChangedError", "Segment",
+           "segments_of", "input_differences", "STOP_AFTER_EPOCH_ENV"]
+
+#: Set on a replayed segment that stopped early (killed or interrupted): stop once this epoch is saved.
+STOP_AFTER_EPOCH_ENV = "BOOTSTRAP_REPRO_STOP_AFTER_EPOCH"
+
+
+class InputsChangedError(RecordError):
+    """Recorded inputs that a re-run can neither restore nor find unchanged (``--allow-changed`` runs anyway)."""
 
 
 @dataclass
@@ -48,15 +66,18 @@ class RerunResult:
 
     exp_dir: Path  #: the new experiment dir
     returncode: int  #: exit status of the run
-    comparison: Comparison | None = None  #: with --verify, when the run completed
+    outputs: OutputComparison | None = None  #: with --verify, when the run completed
     env_differences: list[str] = field(default_factory=list)
+    input_differences: list[str] = field(default_factory=list)  #: inputs read with other contents
     warnings: list[str] = field(default_factory=list)
+    segments: int = 1  #: training segments replayed
+    segment: int | None = None  #: the segment of the first divergence (several segments only)
 
     @property
     def exit_code(self) -> int:
         if self.returncode != 0:
             return self.returncode
-        return 1 if self.comparison is not None and self.comparison.divergence is not None else 0
+        return 1 if self.outputs is not None and self.outputs.divergence is not None else 0
 
 
 def default_rerun_dir(exp_dir: Path) -> Path:
@@ -90,9 +111,17 @@ def _extract(archive: Path, tree: Path) -> None:
 
 
 @contextlib.contextmanager
-def materialise_code(exp_dir: Path, record: dict[str, Any], repo: Path | None = None) -> Iterator[tuple[Path, list[str]]]:
-    """Yield ``(tree, warnings)``: the recorded code checked out in a temporary worktree (git records only)."""
-    code = record["code"]
+def materialise_code(exp_dir: Path, record: dict[str, Any], repo: Path | None = None,
+                     code: dict[str, Any] | None = None, files: Path | None = None) -> Iterator[tuple[Path, list[str]]]:
+    """Yield ``(tree, warnings)``: recorded code checked out in a temporary worktree (git records only).
+
+    ``code`` is a ``code`` section (default: the record's) and ``files`` the dir holding its
+    ``code.diff``, ``untracked.tar.gz`` and ``submodules/`` (default: ``<exp_dir>/repro``).
+    Submodules are checked out at their recorded commits (worktrees of the local submodule
+    repos), with their own diffs and untracked files.
+    """
+    code = record["code"] if code is None else code
+    files = Path(exp_dir) / REPRO_DIR if files is None else files
     rpath = record_path(exp_dir)
     root = Path(repo) if repo is not None else Path(code["root"])
     remote = code.get("remote")
@@ -103,15 +132,8 @@ def materialise_code(exp_dir: Path, record: dict[str, Any], repo: Path | None = 
         )
     root = find_repo_root(root) or root
     commit = code.get("commit")
-    if commit:
-        status, _ = _git_ok(root, "cat-file", "-e", f"{commit}^{{commit}}")
-        if status != 0:
-            raise CommitNotFoundError(
-                f"commit {commit} (recorded in {rpath}) is not in the repository {root}; fetch it "
-                f"(git -C {root} fetch {'origin ' + commit if remote else '--all'}) and run again"
-            )
-    diff = Path(exp_dir) / REPRO_DIR / DIFF_FILE
-    untracked = Path(exp_dir) / REPRO_DIR / UNTRACKED_FILE
+    _need_commit(root, commit, rpath, bool(remote))
+    diff, untracked = files / DIFF_FILE, files / UNTRACKED_FILE
     for f in (diff, untracked):
         if not f.is_file():
             raise RecordNotFoundError(f"{f}: missing, the record names it; the experiment dir is incomplete")
@@ -120,29 +142,73 @@ def materialise_code(exp_dir: Path, record: dict[str, Any], repo: Path | None = 
         warnings.append(f"{diff} differs from the checksum in its record; the re-run uses the file as it is")
     tmp = Path(tempfile.mkdtemp(prefix="bootstrap-repro-rerun-"))
     tree = tmp / "tree"
-    added = False
+    added: list[tuple[Path, Path]] = []  # (repo, worktree) to remove
     try:
         if commit:
             git_command(root, "-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "-q", str(tree), commit,
                         what="worktree add")
-            added = True
+            added.append((root, tree))
         else:  # the run was made before the first commit: the diff holds every tracked file
             tree.mkdir()
             git_command(tree, "init", "-q", what="init")
-        if diff.stat().st_size:
-            status, detail = _git_ok(tree, "apply", "--index", "--binary", "--whitespace=nowarn", str(diff.resolve()))
-            if status != 0:
-                raise PatchError(
-                    f"{diff} does not apply to commit {(commit or 'none')[:12]} ({detail or 'git apply failed'}); "
-                    f"the diff was edited or damaged, so this experiment cannot be re-run exactly"
-                )
+        _apply(tree, diff, commit)
         _extract(untracked, tree)
+        for sub in code.get("submodules") or []:
+            _materialise_submodule(root, tree, files, sub, rpath, added)
         yield tree, warnings
     finally:
-        if added:
-            _git_ok(root, "worktree", "remove", "--force", "--force", str(tree))
-            _git_ok(root, "worktree", "prune")
+        for repo_dir, wt in reversed(added):
+            _git_ok(repo_dir, "worktree", "remove", "--force", "--force", str(wt))
+            _git_ok(repo_dir, "worktree", "prune")
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _need_commit(root: Path, commit: str | None, rpath: Path, has_remote: bool, what: str = "repository") -> None:
+    if commit:
+        status, _ = _git_ok(root, "cat-file", "-e", f"{commit}^{{commit}}")
+        if status != 0:
+            raise CommitNotFoundError(
+                f"commit {commit} (recorded in {rpath}) is not in the {what} {root}; fetch it "
+                f"(git -C {root} fetch {'origin ' + commit if has_remote else '--all'}) and run again"
+            )
+
+
+def _apply(tree: Path, diff: Path, commit: str | None) -> None:
+    if diff.stat().st_size:
+        status, detail = _git_ok(tree, "apply", "--index", "--binary", "--whitespace=nowarn", str(diff.resolve()))
+        if status != 0:
+            raise PatchError(
+                f"{diff} does not apply to commit {(commit or 'none')[:12]} ({detail or 'git apply failed'}); "
+                f"the diff was edited or damaged, so this experiment cannot be re-run exactly"
+            )
+
+
+def _safe_rel(rel: Any, rpath: Path) -> str:
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise RecordError(f"{rpath}: submodule path {rel!r} is not a relative path inside the repo; the record is damaged")
+    return rel
+
+
+def _materialise_submodule(root: Path, tree: Path, files: Path, sub: dict[str, Any], rpath: Path,
+                           added: list[tuple[Path, Path]]) -> None:
+    """Check a submodule out at its recorded commit inside ``tree`` (from the local submodule repo)."""
+    rel = _safe_rel(sub.get("path"), rpath)
+    src = root / rel
+    if find_repo_root(src) != src.resolve():
+        raise CommitNotFoundError(
+            f"submodule {rel} (recorded in {rpath}) is not checked out in {root}; "
+            f"run `git -C {root} submodule update --init {rel}` and run again"
+        )
+    _need_commit(src, sub.get("commit"), rpath, bool(sub.get("remote")), what=f"submodule {rel} at")
+    target = tree / rel
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    git_command(src, "-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "-q", str(target),
+                sub["commit"], what="worktree add")
+    added.append((src, target))
+    sub_files = files / SUBMODULES_DIR / rel
+    _apply(target, sub_files / DIFF_FILE, sub.get("commit"))
+    _extract(sub_files / UNTRACKED_FILE, target)
 
 
 def _check_unchanged_plugins(exp_dir: Path, code: dict[str, Any]) -> None:
@@ -178,8 +244,181 @@ def _child_paths(code: dict[str, Any], tree: Path | None) -> tuple[Path, list[st
     else:
         cwd = tree if tree is not None else Path.cwd()
     rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if tree is not None and code.get("root"):  # entries inside the code repo point into the recorded tree
+        prefix = _root_prefix(code)
+        rest = [str(tree / os.path.realpath(p)[len(prefix):]) if os.path.realpath(p).startswith(prefix)
+                or os.path.realpath(p) + "/" == prefix else p for p in rest]
     fallback = str(Path(bootstrap_repro.__file__).resolve().parents[1])  # this bootstrap-repro, if not installed
     return cwd, list(dict.fromkeys([*roots, *rest, fallback]))
+
+
+# --------------------------------------------------------------------------- segments
+@dataclass
+class Segment:
+    """One training segment to replay: a start, or a resume (see ``record.json`` ``segments``)."""
+
+    index: int
+    options: Path  #: its resolved options file
+    code: dict[str, Any]  #: its ``code`` section
+    files: Path  #: the dir of its code.diff / untracked.tar.gz
+    resumed_from: str | None
+    start_epoch: int | None
+    stop_after: int | None  #: stop once this epoch's checkpoint is saved (None: run to its end)
+    inputs: dict[str, Any] | None  #: its inputs manifest (None: recorded before inputs were discovered)
+    inputs_dir: Path | None
+    overrides: dict[str, Any] = field(default_factory=dict)  #: the explicit ``--key value`` of a resume
+
+
+def segments_of(exp_dir: Path, record: dict[str, Any]) -> list[Segment]:
+    """The training segments of a record in order (one for a record without ``segments``)."""
+    exp_dir = Path(exp_dir)
+    rpath = record_path(exp_dir)
+    raw = record.get("segments") or []
+    if not raw:
+        return [Segment(0, exp_dir / "options.yaml", record.get("code") or {}, exp_dir / REPRO_DIR, None, None, None,
+                        None, None)]
+    sessions = {s.get("files"): s for s in record.get("resumes") or [] if s.get("files")}
+    out = []
+    for i, seg in enumerate(raw):
+        code_dir = seg.get("code_dir") or REPRO_DIR
+        if code_dir == REPRO_DIR:
+            code = record.get("code") or {}
+        elif code_dir in sessions and isinstance(sessions[code_dir].get("code"), dict):
+            code = sessions[code_dir]["code"]
+        else:
+            raise RecordError(f"{rpath}: segment {i} names code in {code_dir!r}, which the record does not hold; "
+                              f"the record is damaged")
+        for rel in (code_dir, seg.get("options") or ""):
+            if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise RecordError(f"{rpath}: segment {i} names {rel!r}, not a path inside the dir; the record is damaged")
+        inputs, inputs_dir = None, None
+        if seg.get("inputs") and seg["inputs"].get("file"):
+            inputs = read_inputs(exp_dir, seg["inputs"]["file"])
+            inputs_dir = (exp_dir / REPRO_DIR / seg["inputs"]["file"]).parent
+        nxt = raw[i + 1] if i + 1 < len(raw) else None
+        stop = seg.get("end_epoch") if seg.get("status") != "COMPLETED" or nxt is not None else None
+        if nxt is not None and stop is None:
+            if nxt.get("resumed_from") == "last" and nxt.get("start_epoch") is not None:
+                stop = nxt["start_epoch"]  # killed: the next segment resumed from its last checkpoint
+            else:
+                raise RecordError(
+                    f"{rpath}: segment {i} ended without a record (killed) and segment {i + 1} resumed from "
+                    f"{nxt.get('resumed_from')!r}; where segment {i} stopped is unknown, so it cannot be replayed")
+        overrides = seg.get("overrides") if isinstance(seg.get("overrides"), dict) else {}
+        out.append(Segment(i, exp_dir / REPRO_DIR / seg["options"], code, exp_dir / code_dir, seg.get("resumed_from"),
+                           seg.get("start_epoch"), stop, inputs, inputs_dir, overrides))
+    return out
+
+
+# --------------------------------------------------------------------------- inputs: restore or refuse
+_RESTORED_BY_TREE = ("repo", "untracked", "submodule")
+
+
+def _root_prefix(code: dict[str, Any]) -> str:
+    return os.path.realpath(str(code.get("root") or "/nonexistent")).rstrip("/") + "/"
+
+
+def input_problems(seg: Segment, environ: dict[str, str]) -> list[str]:
+    """Each recorded input of ``seg`` that the re-run can neither restore nor find as it was (one line each)."""
+    if seg.inputs is None:
+        return []
+    archived = set(seg.inputs.get("archived") or [])
+    out = []
+    ignored_files = {p: m for section in ("modules", "files") for p, m in (seg.inputs.get(section) or {}).items()
+                     if m.get("kind") == "ignored" and p not in archived}
+    outside = {k: v for k, v in seg.inputs.items() if k in ("modules", "files", "dirs", "secrets")}
+    kinds = ("external", "installed", "ignored", "secret")
+    for change in check_inputs(outside, kinds=kinds, environ=environ):
+        if change.kind == "ignored" and change.name not in ignored_files and change.what != "secret" \
+                and change.what != "dir":
+            continue  # archived: restored from the record
+        hint = "never archived (a secret)" if change.what == "secret" else (
+            "ignored by git, not archived" if change.kind == "ignored" else f"{change.kind} code or data")
+        out.append(f"{change.describe()} [{hint}]")
+    for name, recorded in (seg.inputs.get("env") or {}).items():
+        if isinstance(recorded, dict) and not env_matches(recorded, environ.get(name)):  # a secret value
+            out.append(f"${name} is not the recorded (secret) value; set it as it was for the run")
+    return out
+
+
+def _restore_inputs(seg: Segment, tree: Path, rpath: Path) -> None:
+    """Put the ignored inputs of the code repo into ``tree``: from the archive, else links to unchanged originals."""
+    if seg.inputs is None or seg.inputs_dir is None:
+        return
+    archive = seg.inputs_dir / INPUTS_ARCHIVE
+    if seg.inputs.get("archived"):
+        if not archive.is_file():
+            raise RecordNotFoundError(f"{archive}: missing, the record names it; the experiment dir is incomplete")
+        _extract(archive, tree)
+    prefix = _root_prefix(seg.code)
+    archived = set(seg.inputs.get("archived") or [])
+    for section in ("modules", "files", "secrets"):
+        for p, meta in (seg.inputs.get(section) or {}).items():
+            if meta.get("kind") != "ignored" or p in archived or not p.startswith(prefix):
+                continue
+            target = tree / p[len(prefix):]
+            if not target.exists() and Path(p).is_file():  # checked unchanged by input_problems
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(p)
+    for p, meta in (seg.inputs.get("dirs") or {}).items():  # a listed dir: its other entries, as links
+        if meta.get("kind") != "ignored" or not p.startswith(prefix) or not Path(p).is_dir():
+            continue
+        target = tree / p[len(prefix):]
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(p)
+        elif target.is_dir() and not target.is_symlink():
+            for name in os.listdir(p):
+                if not (target / name).exists():
+                    (target / name).symlink_to(os.path.join(p, name))
+
+
+def _replay_env(env: dict[str, str], record: dict[str, Any], seg: Segment) -> None:
+    """The recorded variables as they were: allowlisted ones, ``exp.env_keys`` and the ones the run read."""
+    recorded_vars = ((record.get("environment") or {}).get("env_vars") or {})
+    for name in ENV_ALLOWLIST:
+        if name in recorded_vars:
+            env[name] = str(recorded_vars[name])
+        else:
+            env.pop(name, None)
+    for name, value in ((seg.inputs or {}).get("env") or {}).items():
+        if value is None:
+            env.pop(name, None)
+        elif isinstance(value, str):
+            env[name] = value
+        # a secret: left as it is (input_problems checked it is the recorded one)
+
+
+def input_differences(original: Path, new: Path, orig_rec: dict[str, Any], new_rec: dict[str, Any]) -> list[str]:
+    """Inputs the re-run read with other contents than the original run (paths in the code repo compared by place)."""
+    out = []
+    try:
+        a_segs, b_segs = segments_of(original, orig_rec), segments_of(new, new_rec)
+    except RecordError:
+        return out
+    for a, b in zip(a_segs, b_segs):
+        if a.inputs is None or b.inputs is None:
+            continue
+        pa, pb = _root_prefix(a.code), _root_prefix(b.code)
+
+        def norm(p: str) -> str:
+            for prefix in (pa, pb):
+                if p.startswith(prefix):
+                    return "<code>/" + p[len(prefix):]
+            return p
+
+        for section in ("modules", "files"):
+            mb = {norm(p): m for p, m in (b.inputs.get(section) or {}).items()}
+            for p, m in (a.inputs.get(section) or {}).items():
+                other = mb.get(norm(p))
+                if other is not None and other.get("sha256") != m.get("sha256"):
+                    out.append(f"segment {a.index}: {p} (sha256 {str(m.get('sha256'))[:12]} then, "
+                               f"{str(other.get('sha256'))[:12]} in the re-run)")
+        ea, eb = a.inputs.get("env") or {}, b.inputs.get("env") or {}
+        for k in sorted(set(ea) & set(eb)):
+            if ea[k] != eb[k]:
+                out.append(f"segment {a.index}: ${k} ({ea[k]!r} then, {eb[k]!r} in the re-run)")
+    return out
 
 
 def rerun(
@@ -190,31 +429,82 @@ def rerun(
     ignore: Sequence[str] = (),
     repo: str | os.PathLike[str] | None = None,
     python: str = sys.executable,
+    allow_changed: bool = False,
 ) -> RerunResult:
-    """Re-run ``exp_dir`` into ``new_dir`` (default :func:`default_rerun_dir`); compare logs when ``verify``.
+    """Re-run ``exp_dir`` into ``new_dir`` (default :func:`default_rerun_dir`), segment by segment.
 
-    Bad input raises a :class:`~bootstrap_repro.errors.ReproError` before anything is created.
+    Every recorded input is restored (code at its commits, submodules, archived ignored
+    files, variables) or found unchanged; otherwise an :class:`InputsChangedError` names each
+    one, before anything is created (``allow_changed``: run anyway, the differences become
+    warnings).  With ``verify``, every logs value and checkpoint tensor is compared.
     The run's output goes to this process's stdout/stderr.
     """
     exp_dir = Path(exp_dir)
     record = read_record(exp_dir)
-    options_file = exp_dir / "options.yaml"
-    if not options_file.is_file():
+    if not (exp_dir / "options.yaml").is_file():
         raise RecordNotFoundError(f"{exp_dir}: no options.yaml; the experiment dir is incomplete")
     if verify and not (exp_dir / "logs.json").is_file():
         raise RecordNotFoundError(f"{exp_dir}: no logs.json to verify against; rerun without --verify")
     new = Path(new_dir).resolve() if new_dir is not None else default_rerun_dir(exp_dir)
     if new.exists() and (not new.is_dir() or any(p.name != LOCK_NAME for p in new.iterdir())):
         raise ExperimentExistsError(f"--exp.dir: {new} already exists; choose a new --exp.dir")
-    code = record.get("code") or {}
+    segments = segments_of(exp_dir, record)
+    for seg in segments:
+        if not seg.options.is_file():
+            raise RecordNotFoundError(f"{seg.options}: missing, the record names it; the experiment dir is incomplete")
     warnings: list[str] = []
+    problems = [f"segment {seg.index}: {line}" if len(segments) > 1 else line
+                for seg in segments for line in input_problems(seg, dict(os.environ))]
+    if problems and not allow_changed:
+        raise InputsChangedError(
+            f"rerun: {len(problems)} input(s) of {exp_dir} are not as recorded: {'; '.join(problems)}; "
+            f"restore them, or pass --allow-changed to run anyway and report the differences"
+        )
+    warnings += [f"input not as recorded, running anyway (--allow-changed): {p}" for p in problems]
+    returncode = 0
+    for seg in segments:
+        returncode = _run_segment(exp_dir, record, seg, new, repo, python, warnings, last=seg is segments[-1])
+        if returncode != 0:
+            break
+    result = RerunResult(new, returncode, warnings=warnings, segments=len(segments))
+    if record_path(new).is_file():
+        _mark_rerun(new, exp_dir, record)
+    if verify and returncode == 0:
+        result.outputs = compare_outputs(exp_dir, new, ignore)
+        if result.outputs.divergence is not None:
+            new_rec = read_record(new)
+            result.input_differences = input_differences(exp_dir, new, record, new_rec)
+            result.env_differences = environment_differences(record, new_rec, exp_dir, new)
+            result.segment = _segment_of(record, result.outputs.divergence)
+    return result
+
+
+def _segment_of(record: dict[str, Any], divergence: str) -> int | None:
+    """The training segment whose epochs hold the divergence's epoch (None if not known)."""
+    m = re.search(r"\(epoch (\d+)\)", divergence)
+    segs = record.get("segments") or []
+    if not m or len(segs) < 2:
+        return None
+    epoch = int(m.group(1))
+    for seg in reversed(segs):
+        if (seg.get("start_epoch") or 0) <= epoch:
+            return int(seg.get("index", 0))
+    return 0
+
+
+def _run_segment(exp_dir: Path, record: dict[str, Any], seg: Segment, new: Path, repo: Any, python: str,
+                 warnings: list[str], last: bool) -> int:
     env = dict(os.environ)
     env[NO_CACHE_ENV] = "1"
+    env.pop(STOP_AFTER_EPOCH_ENV, None)
+    code = seg.code
     with contextlib.ExitStack() as stack:
         tree: Path | None = None
         if code.get("git"):
-            tree, notes = stack.enter_context(materialise_code(exp_dir, record, Path(repo) if repo else None))
+            tree, notes = stack.enter_context(materialise_code(exp_dir, record, Path(repo) if repo else None,
+                                                               code=code, files=seg.files))
             warnings += notes
+            _restore_inputs(seg, tree, record_path(exp_dir))
             env[CODE_ROOT_ENV] = str(tree)
         else:
             _check_unchanged_plugins(exp_dir, code)
@@ -227,19 +517,18 @@ def rerun(
             env[HOOKS_ENV] = ",".join(hooks)
         else:
             env.pop(HOOKS_ENV, None)
-        cmd = [python, "-m", "bootstrap_repro", "run", "-o", str(options_file.resolve()), "--exp.dir", str(new)]
+        _replay_env(env, record, seg)
+        if seg.stop_after is not None:
+            env[STOP_AFTER_EPOCH_ENV] = str(seg.stop_after)
+        if seg.index == 0:
+            cmd = [python, "-m", "bootstrap_repro", "run", "-o", str(seg.options.resolve()), "--exp.dir", str(new)]
+        else:  # as the user resumed: the experiment's options and the recorded explicit overrides
+            cmd = [python, "-m", "bootstrap_repro", "run", "-o", str(new / "options.yaml"), "--exp.dir", str(new),
+                   "--exp.resume", seg.resumed_from or "last", *override_argv(seg.overrides)]
         image_id = ((record.get("runtime") or {}).get("image") or {}).get("id")
         if (record.get("runtime") or {}).get("kind") == "docker" and image_id:
             cmd += ["--runtime.docker.image", image_id]  # the very same image; refused when it is gone
-        returncode = subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
-    result = RerunResult(new, returncode, warnings=warnings)
-    if record_path(new).is_file():
-        _mark_rerun(new, exp_dir, record)
-    if verify and returncode == 0:
-        result.comparison = compare_logs(read_logs(exp_dir / "logs.json"), read_logs(new / "logs.json"), ignore)
-        if result.comparison.divergence is not None:
-            result.env_differences = environment_differences(record, read_record(new), exp_dir, new)
-    return result
+        return subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
 
 
 def _mark_rerun(new: Path, original: Path, record: dict[str, Any]) -> None:

@@ -27,7 +27,8 @@ from typing import Any
 from bootstrap_repro.fileio import atomic_write, atomic_write_bytes
 from bootstrap_repro.options import flatten
 from bootstrap_repro.record._errors import UntrackedTooLargeError
-from bootstrap_repro.record._git import GitState, find_repo_root, read_git_state
+from bootstrap_repro.record._git import GitState, find_repo_root, read_git_state, submodule_paths
+from bootstrap_repro.record._inputs import DEFAULT_SECRET_GLOBS, is_secret_path
 
 __all__ = [
     "CodeSnapshot",
@@ -44,6 +45,8 @@ __all__ = [
 
 DIFF_FILE = "code.diff"
 UNTRACKED_FILE = "untracked.tar.gz"
+#: Per-submodule ``code.diff`` and ``untracked.tar.gz`` live under ``repro/submodules/<path>/``.
+SUBMODULES_DIR = "submodules"
 #: Names the code repo explicitly (a path inside it); ``rerun`` sets it for its run.
 CODE_ROOT_ENV = "BOOTSTRAP_REPRO_CODE_ROOT"
 #: Hook modules a driver attaches to a run (see ``bootstrap_repro.run``): code of the run too.
@@ -79,6 +82,17 @@ class UntrackedFile:
     def digest(self) -> str:
         kind = f"link:{self.link}" if self.link is not None else ("x" if self.mode & 0o111 else "-")
         return f"{self.path}\0{kind}\0{_sha256(self.data)}"
+
+
+def _secret_globs(options: Any) -> tuple[str, ...]:
+    globs = options.get("exp.secret_globs") if hasattr(options, "get") else None
+    if globs is None:
+        return DEFAULT_SECRET_GLOBS
+    if isinstance(globs, str) or not all(isinstance(g, str) for g in globs):
+        from bootstrap_repro.errors import OptionsError
+
+        raise OptionsError(f"exp.secret_globs: expected a list of file-name globs like ['.env*', '*.pem'], got {globs!r}")
+    return tuple(globs)
 
 
 def plugin_keys(options: Any) -> list[tuple[str, str]]:
@@ -180,6 +194,8 @@ class CodeSnapshot:
     untracked: list[UntrackedFile] = field(default_factory=list)
     external: dict[str, str] = field(default_factory=dict)  #: plugin modules outside the repo: module -> sha256
     reason: str | None = None  #: why there is no git state
+    submodules: list[SubmoduleSnapshot] = field(default_factory=list)
+    excluded_secrets: list[str] = field(default_factory=list)  #: untracked files matching exp.secret_globs
 
     @property
     def root(self) -> Path | None:
@@ -198,9 +214,12 @@ class CodeSnapshot:
             payload: dict[str, Any] = {
                 "git": True, "commit": self.git.commit, "diff": _sha256(self.git.diff),
                 "untracked": self.untracked_sha256(), "external": self.external,
+                "submodules": {m.path: m.fingerprint() for m in self.submodules},
+                "plugins": [[p.key, p.module] for p in self.plugins],  # which hook modules attach, too
             }
         else:
-            payload = {"git": False, "modules": {p.module: p.sha256 or "missing" for p in self.plugins}}
+            payload = {"git": False, "modules": {p.module: p.sha256 or "missing" for p in self.plugins},
+                       "plugins": [[p.key, p.module] for p in self.plugins]}
         return _sha256(json.dumps(payload, sort_keys=True).encode())
 
     def to_record(self) -> dict[str, Any]:
@@ -235,29 +254,65 @@ class CodeSnapshot:
                 "bytes": sum(len(u.data) for u in self.untracked), "sha256": self.untracked_sha256(),
             },
             "external": self.external,
+            "submodules": [m.to_record() for m in self.submodules],
+            "excluded_secrets": self.excluded_secrets,
         }
 
     def write(self, directory: Path) -> None:
-        """Write ``code.diff`` and ``untracked.tar.gz`` (git only) atomically into ``directory``."""
+        """Write ``code.diff`` and ``untracked.tar.gz`` (git only; per submodule under ``submodules/<path>/``)."""
         if self.git is None:
             return
-        atomic_write_bytes(directory / DIFF_FILE, self.git.diff, fsync_dir=False)
-        atomic_write(directory / UNTRACKED_FILE, self._write_tar, fsync_dir=False)
+        _write_code(directory, self.git.diff, self.untracked)
+        for m in self.submodules:
+            sub = directory / SUBMODULES_DIR / m.path
+            sub.mkdir(parents=True, exist_ok=True)
+            _write_code(sub, m.git.diff, m.untracked)
 
-    def _write_tar(self, f: Any) -> None:
-        # Deterministic: no timestamps, owners or names of this machine.
-        with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz, \
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for u in sorted(self.untracked, key=lambda u: u.path):
-                info = tarfile.TarInfo(u.path)
-                info.mode = u.mode & 0o7777
-                info.mtime = 0
-                if u.link is not None:
-                    info.type, info.linkname = tarfile.SYMTYPE, u.link
-                    tar.addfile(info)
-                else:
-                    info.size = len(u.data)
-                    tar.addfile(info, io.BytesIO(u.data))
+
+@dataclass
+class SubmoduleSnapshot:
+    """A checked-out git submodule of the code repo: its own commit, diff and untracked files."""
+
+    path: str  #: relative to the superproject's root
+    git: GitState
+    untracked: list[UntrackedFile] = field(default_factory=list)
+
+    def untracked_sha256(self) -> str:
+        return _sha256("\n".join(u.digest for u in sorted(self.untracked, key=lambda u: u.path)).encode())
+
+    def fingerprint(self) -> list[Any]:
+        return [self.git.commit, _sha256(self.git.diff), self.untracked_sha256()]
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "commit": self.git.commit, "remote": self.git.remote,
+            "dirty": bool(self.git.diff or self.untracked),
+            "diff": {"file": f"{SUBMODULES_DIR}/{self.path}/{DIFF_FILE}", "bytes": len(self.git.diff),
+                     "sha256": _sha256(self.git.diff)},
+            "untracked": {"file": f"{SUBMODULES_DIR}/{self.path}/{UNTRACKED_FILE}", "count": len(self.untracked),
+                          "sha256": self.untracked_sha256()},
+        }
+
+
+def _write_code(directory: Path, diff: bytes, untracked: list[UntrackedFile]) -> None:
+    atomic_write_bytes(directory / DIFF_FILE, diff, fsync_dir=False)
+    atomic_write(directory / UNTRACKED_FILE, lambda f: _write_tar(f, untracked), fsync_dir=False)
+
+
+def _write_tar(f: Any, untracked: list[UntrackedFile]) -> None:
+    """A deterministic tar.gz of ``untracked``: no timestamps, owners or names of this machine."""
+    with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for u in sorted(untracked, key=lambda u: u.path):
+            info = tarfile.TarInfo(u.path)
+            info.mode = u.mode & 0o7777
+            info.mtime = 0
+            if u.link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, u.link
+                tar.addfile(info)
+            else:
+                info.size = len(u.data)
+                tar.addfile(info, io.BytesIO(u.data))
 
 
 def _experiment_roots(paths: tuple[str, ...]) -> list[str]:
@@ -346,7 +401,19 @@ def snapshot_code(
         skip.append(Path(exp_dir).resolve().relative_to(root).as_posix())
     skip_prefixes = tuple("" if s in ("", ".") else s + "/" for s in skip)
     paths = [p for p in state.untracked if not (skip_prefixes and p.startswith(skip_prefixes))]
+    globs = _secret_globs(options)
+    snap.excluded_secrets = [p for p in paths if is_secret_path(p, globs)]  # never archived nor hashed in clear
+    paths = [p for p in paths if p not in set(snap.excluded_secrets)]
+    submodules = [m for m in submodule_paths(root) if (root / m / ".git").exists()]
+    paths = [p for p in paths if not any(p == m or p.startswith(m + "/") for m in submodules)]
     snap.untracked = _read_untracked(root, paths, max_untracked_mb)
+    budget = None if max_untracked_mb is None else max_untracked_mb - sum(len(u.data) for u in snap.untracked) / _MB
+    for m in submodules:
+        sub_state = read_git_state(root / m)
+        sub_paths = [p for p in sub_state.untracked if not is_secret_path(p, globs)]
+        snap.excluded_secrets += [f"{m}/{p}" for p in sub_state.untracked if is_secret_path(p, globs)]
+        sub = SubmoduleSnapshot(m, sub_state, _read_untracked(root / m, sub_paths, budget))
+        snap.submodules.append(sub)
     installed = _installed_dirs()
     hashed = []
     for p in plugins:

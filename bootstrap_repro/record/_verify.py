@@ -1,4 +1,4 @@
-"""``rerun --verify``: compare two ``logs.json`` value by value, and two records' environments."""
+"""``rerun --verify``: compare two runs' outputs (every ``logs*.json`` value, every checkpoint tensor) and environments."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bootstrap_repro.logger import read_logs
 from bootstrap_repro.record._env import PACKAGES_FILE
+from bootstrap_repro.record._errors import RecordError
 
-__all__ = ["Divergence", "Comparison", "compare_logs", "environment_differences"]
+__all__ = ["Divergence", "Comparison", "compare_logs", "OutputComparison", "compare_outputs",
+           "environment_differences"]
 
 _MISSING = object()
 
@@ -103,6 +106,175 @@ def compare_logs(original: Mapping[str, Any], rerun: Mapping[str, Any], ignore: 
         return (epoch, 0 if "_batch." in d.key else 1, d.index if d.index is not None else 0, order)
 
     return Comparison(identical, len(keys), min(found, key=rank)[0])
+
+
+@dataclass(frozen=True)
+class OutputComparison:
+    """The result of :func:`compare_outputs`."""
+
+    values: int  #: logs values identical
+    log_files: int  #: ``logs*.json`` files compared
+    tensors: int  #: checkpoint tensors identical
+    checkpoints: int  #: ``ckpt_*.pth.tar`` files compared
+    divergence: str | None  #: the first difference, one line (``None``: identical)
+
+    def summary(self) -> str:
+        """``5430 values identical (2 logs files), 40 tensors identical (9 checkpoint files)``."""
+        return (f"{_count(self.values, 'value')} identical ({_count(self.log_files, 'logs file')}), "
+                f"{_count(self.tensors, 'tensor')} identical ({_count(self.checkpoints, 'checkpoint file')})")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _side(in_original: bool) -> str:
+    return "missing in the rerun" if in_original else "missing in the original"
+
+
+def _names(a: Path, b: Path, pattern: str) -> list[str]:
+    return sorted({p.name for d in (a, b) for p in d.glob(pattern) if p.is_file()})
+
+
+def compare_outputs(original_dir: Path, rerun_dir: Path, ignore: Sequence[str] = ()) -> OutputComparison:
+    """Compare every ``logs*.json`` value (``ignore``: globs of logs keys) and every checkpoint tensor, bit for bit.
+
+    The divergence reported is the first of: the logs files in name order (each by :func:`compare_logs`),
+    then the checkpoints, ``ckpt_last_*`` first then the others in name order, tensors in state-dict order.
+    """
+    original_dir, rerun_dir = Path(original_dir), Path(rerun_dir)
+    values = 0
+    first: str | None = None  # the divergence reported
+    logs = _names(original_dir, rerun_dir, "logs*.json")
+    for name in logs:
+        a, b = original_dir / name, rerun_dir / name
+        if not (a.is_file() and b.is_file()):
+            first = first or f"{name}: {_side(a.is_file())}"
+            continue
+        cmp = compare_logs(read_logs(a), read_logs(b), ignore)
+        values += cmp.identical
+        if cmp.divergence is not None:
+            first = first or f"{name}: {cmp.divergence.describe()}"
+    ckpts = sorted(_names(original_dir, rerun_dir, "ckpt_*.pth.tar"), key=lambda n: (not n.startswith("ckpt_last_"), n))
+    tensors = 0
+    done: dict[tuple[tuple[int, int], tuple[int, int]], tuple[int, str | None]] = {}  # a hard-linked pair: once
+    for name in ckpts:
+        a, b = original_dir / name, rerun_dir / name
+        if not (a.is_file() and b.is_file()):
+            first = first or f"{name}: {_side(a.is_file())}"
+            continue
+        sa, sb = a.stat(), b.stat()
+        pair = ((sa.st_dev, sa.st_ino), (sb.st_dev, sb.st_ino))
+        if pair not in done:
+            walk = _Walk()
+            walk.compare(_read_checkpoint(a), _read_checkpoint(b), "")
+            done[pair] = (walk.tensors, walk.first)
+        same, detail = done[pair]
+        tensors += same
+        if detail is not None:
+            first = first or f"{name}: {detail}"
+    return OutputComparison(values, len(logs), tensors, len(ckpts), first)
+
+
+def _read_checkpoint(path: Path) -> Any:
+    from bootstrap_repro.engines._checkpoint import _load
+
+    try:
+        return _load(path, "cpu")
+    except Exception as exc:  # noqa: BLE001 - any unpickling error: a damaged file
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]  # torch's messages run for lines
+        raise RecordError(f"{path}: cannot be read ({type(exc).__name__}: {first}); the experiment dir is damaged") \
+            from None
+
+
+class _Walk:
+    """Compare two nested checkpoint objects; count the equal tensors, keep the first difference."""
+
+    def __init__(self) -> None:
+        self.tensors = 0
+        self.first: str | None = None
+
+    def differ(self, text: str) -> None:
+        self.first = self.first or text
+
+    def compare(self, a: Any, b: Any, path: str) -> None:
+        import torch
+
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            detail = _tensor_difference(a, b)
+            if detail is None:
+                self.tensors += 1
+            else:
+                self.differ(f"tensor {path!r} differs ({detail})")
+        elif isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in [*a, *(k for k in b if k not in a)]:
+                sub = f"{path}.{k}" if path else str(k)
+                if k in a and k in b:
+                    self.compare(a[k], b[k], sub)
+                else:
+                    self.differ(f"{sub!r} {_side(k in a)}")
+        elif isinstance(a, (list, tuple)) and type(a) is type(b):
+            for i in range(max(len(a), len(b))):
+                if i < len(a) and i < len(b):
+                    self.compare(a[i], b[i], f"{path}[{i}]")
+                else:
+                    self.differ(f"{f'{path}[{i}]'!r} {_side(i < len(a))}")
+        elif not _same_leaf(a, b):
+            self.differ(f"{path!r}: {_brief(a)} (original) vs {_brief(b)} (rerun)")
+
+
+def _same_leaf(a: Any, b: Any) -> bool:
+    try:
+        return bool(_same(a, b))
+    except (TypeError, ValueError, RuntimeError):  # e.g. an array's ambiguous truth value
+        return False
+
+
+def _brief(value: Any, width: int = 60) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return f"tensor (shape {list(value.shape)}, {_dtype(value)})"
+    text = _show(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _dtype(t: Any) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _tensor_difference(a: Any, b: Any) -> str | None:
+    """``None`` when bitwise equal (dtype, shape, bytes), else what differs."""
+    import torch
+
+    if a.dtype != b.dtype:
+        return f"dtype {_dtype(a)} (original) vs {_dtype(b)} (rerun)"
+    if a.shape != b.shape:
+        return f"shape {list(a.shape)} (original) vs {list(b.shape)} (rerun)"
+    a, b = (t.detach().cpu().resolve_conj().resolve_neg() for t in (a, b))
+    if a.layout != torch.strided:
+        a, b = a.to_dense(), b.to_dense()
+    try:
+        equal = torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+    except RuntimeError:  # a dtype without a byte view (quantized): compare values
+        equal = torch.equal(a, b)
+    if equal:
+        return None
+    return f"shape {list(a.shape)}, {_dtype(a)}; {_delta(a, b)}"
+
+
+def _delta(a: Any, b: Any) -> str:
+    import torch
+
+    try:
+        wide = torch.complex128 if a.is_complex() else torch.float64
+        x, y = a.to(wide), b.to(wide)
+    except (RuntimeError, TypeError):
+        return "bytes differ"
+    differs = ~((x == y) | (x.isnan() & y.isnan()))
+    if not bool(differs.any()):
+        return "equal values, different bits (-0.0 or NaN payloads)"
+    return f"max abs diff {(x - y).abs()[differs].max().item():.2g}"
 
 
 def _get(d: Mapping[str, Any], path: str) -> Any:

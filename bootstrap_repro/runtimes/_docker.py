@@ -516,7 +516,8 @@ def run_spec(options: Any, options_path: str, overrides: Sequence[str], settings
     wanted: list[tuple[Path, bool]] = [(_code_root(options_file.parent), True), (exp_dir.parent, False)]
     if cwd != Path("/"):
         wanted.append((cwd, True))
-    passed = [k for k in PASS_ENV if k in os.environ]
+    declared = [k for k in (options.get("exp.env_keys") or []) if isinstance(k, str)]  # inputs: in the key
+    passed = [k for k in dict.fromkeys([*PASS_ENV, *declared]) if k in os.environ]
     code_dirs = [*os.environ.get("PYTHONPATH", "").split(os.pathsep), os.environ.get(CODE_ROOT_ENV, "")]
     wanted += [(Path(os.path.abspath(d)), True) for d in code_dirs if d and Path(d).is_dir()]
     wanted += [(d, True) for d in _worktree_git_dirs([p for p, _ in wanted])]

@@ -50,8 +50,8 @@ def test_golden_hook_order_fresh_then_resumed(tiny_options):
 
     calls2: list[str] = []
     exp = res.exp_dir
-    opt = tiny_options({"engine": {"saving_criteria": ["loss:min"], "nb_epochs": 3}},
-                       ["--exp.resume", "last", "--exp.dir", str(exp)])
+    opt = tiny_options({"engine": {"saving_criteria": ["loss:min"]}},
+                       ["--exp.resume", "last", "--exp.dir", str(exp), "--engine.nb_epochs", "3"])
     res2 = run(opt, setup=recorder(calls2), handle_signals=False)
     assert res2.status == "COMPLETED", res2.error
     assert calls2[:2] == ["engine_on_resume", "train_on_start"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -50,7 +51,8 @@ def test_rerun_verify_identical_after_head_moved_on(recorded, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     logs = json.loads((exp / "logs.json").read_text())
     n = sum(len(v) for v in logs.values())
-    assert r.stdout.splitlines()[-1] == f"{n} values identical ({len(logs)} keys of logs.json; {exp} vs {new})"
+    assert r.stdout.splitlines()[-1] == (f"{n} values identical (1 logs file), 27 tensors identical "
+                                         f"(9 checkpoint files); {exp} vs {new}")
     original = json.loads((exp / "repro" / "record.json").read_text())
     again = json.loads((new / "repro" / "record.json").read_text())
     assert again["code"]["fingerprint"] == original["code"]["fingerprint"]  # the very same code ran
@@ -80,25 +82,26 @@ def test_nondeterministic_plugin_fails_verify_naming_first_divergence(tmp_path):
     assert r.returncode == 0, r.stderr
     r = cli("rerun", str(tmp_path / "exp"), "--verify", cwd=tmp_path, env=env_for(repo))
     assert r.returncode == 1, r.stdout + r.stderr
-    *_, first, env_line = r.stdout.splitlines()
+    *_, inputs_line, first, env_line = r.stdout.splitlines()
     original = json.loads((tmp_path / "exp" / "logs.json").read_text())["train_batch.loss"][0]
     again = json.loads((tmp_path / "exp-rerun-1" / "logs.json").read_text())["train_batch.loss"][0]
-    assert first.startswith(f"first divergence: train_batch.loss[0] (epoch 0): {original!r} (original) vs {again!r} (rerun); ")
-    assert re.search(r"; \d+ other values identical$", first)
+    assert inputs_line == "input differences: none"
+    assert first.startswith(f"first divergence: logs.json: train_batch.loss[0] (epoch 0): {original!r} (original) "
+                            f"vs {again!r} (rerun); ")
+    assert re.search(r"; \d+ values identical \(1 logs file\), \d+ tensors identical \(9 checkpoint files\)$", first)
     assert env_line == "environment differences: none"
 
 
-#: NETPLUG whose network fails in training when $TEST_RERUN_BOOM is set: the same recorded code, a failing re-run.
+#: NETPLUG whose network fails in training when the exp dir is a re-run's: the same recorded code and inputs
+#: (a variable the plugin read would be replayed as recorded), a failing re-run.
 FAILS_ON_DEMAND = NETPLUG + """
-
-import os as _os
 
 _factory = factory
 
 
 def factory(engine):
     net = _factory(engine)
-    if _os.environ.get("TEST_RERUN_BOOM"):
+    if "-rerun-" in str(engine.options["exp.dir"]):
         def boom(*args, **kwargs):
             raise RuntimeError("boom on demand")
 
@@ -111,7 +114,7 @@ def test_a_failing_rerun_says_its_exit_code_and_where_its_log_is(tmp_path):
     repo = make_repo(tmp_path / "repo", source=FAILS_ON_DEMAND, exp_dir=tmp_path / "exp")
     r = cli("run", "-o", "configs/tiny.yaml", cwd=repo, env=env_for(repo))
     assert r.returncode == 0, r.stderr
-    r = cli("rerun", str(tmp_path / "exp"), cwd=tmp_path, env={**env_for(repo), "TEST_RERUN_BOOM": "1"})
+    r = cli("rerun", str(tmp_path / "exp"), cwd=tmp_path, env=env_for(repo))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "boom on demand" in r.stderr
     logs = tmp_path / "exp-rerun-1" / "logs.txt"
@@ -233,8 +236,10 @@ def test_rerun_outside_git_checks_the_plugin_is_unchanged(capsys, tmp_path):
     assert r.returncode == 0 and " values identical (" in r.stdout, r.stdout + r.stderr
     assert f"warning: {tmp_path / 'exp'} was recorded outside git; re-running with the current (unchanged) plugin files" \
         in r.stderr
-    (plain / "plainnet.py").write_text(NETPLUG.replace("SCALE = 1.0", "SCALE = 3.0"))
+    changed = NETPLUG.replace("SCALE = 1.0", "SCALE = 3.0")
+    (plain / "plainnet.py").write_text(changed)
+    was, now = (hashlib.sha256(t.encode()).hexdigest()[:12] for t in (NETPLUG, changed))
     _bad(capsys, ["rerun", str(tmp_path / "exp")],
-         f"{tmp_path / 'exp' / 'repro' / 'record.json'}: recorded outside git, and model.network.import module "
-         f"plainnet ({plain / 'plainnet.py'}) changed since; its code cannot be restored, so the run cannot be "
-         f"repeated exactly", tmp_path)
+         f"rerun: 1 input(s) of {tmp_path / 'exp'} are not as recorded: module {plain / 'plainnet.py'} changed "
+         f"(recorded {was}, now {now}) [external code or data]; restore them, or pass --allow-changed to run anyway "
+         f"and report the differences", tmp_path)

@@ -1,0 +1,753 @@
+"""The inputs a run actually used, discovered while it runs (not declared).
+
+While a run trains, :class:`InputRecorder` watches it through Python's audit
+hooks (``open``, ``os.listdir``, ``os.scandir``, ``glob.glob``) and a wrapper
+of ``os.environ`` reads; forked children (DataLoader workers) report through
+an inherited append-only file.  When the run ends, :meth:`InputRecorder.finish`
+turns what was seen into an :class:`Inputs` manifest:
+
+* **modules**: the file of every imported module outside the standard library
+  and bootstrap-repro itself (repo code, ignored modules, submodules,
+  ``PYTHONPATH`` helpers, installed packages, editable plugins), by sha256;
+* **files**: every regular file the run opened for reading (data), by size,
+  mtime and sha256; **dirs**: every directory a loader listed, by its entries;
+* **env**: every environment variable the run read (minus :data:`NOT_INPUT_ENV`),
+  with the value it had when the run started (a secret-looking name: an HMAC,
+  never the value), plus ``exp.env_keys``;
+* **unfingerprintable**: what could not be fingerprinted (a FIFO, a socket, a
+  device, a file over ``exp.max_input_gb``): such a run is not cached;
+* **secrets**: files matching ``exp.secret_globs``, by HMAC only.
+
+:func:`check_inputs` compares a manifest with the files and variables as they
+are now (stat first; a file whose size, mtime and inode are unchanged is not
+read again), and is what the result cache, ``run``'s "up to date" and
+``rerun`` ask before trusting a result.  Hashes of large files are kept in a
+stat cache (:class:`StatCache`, sqlite) so unchanged data is not re-read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets as _secrets
+import sqlite3
+import stat
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "INPUTS_FILE",
+    "INPUTS_ARCHIVE",
+    "NOT_INPUT_ENV",
+    "DEFAULT_SECRET_GLOBS",
+    "Inputs",
+    "InputChange",
+    "InputRecorder",
+    "StatCache",
+    "check_inputs",
+    "is_secret_path",
+    "secret_digest",
+    "env_value_record",
+    "env_matches",
+    "inputs_digest",
+    "write_archive",
+]
+
+INPUTS_FILE = "inputs.json"
+INPUTS_ARCHIVE = "inputs.tar.gz"
+_CHUNK = 1 << 20
+#: A stat entry is trusted only for files last modified this long before they were hashed (git's "racy" rule).
+_RACY_NS = 2_000_000_000
+
+#: Environment variables that never change results (paths of the shell, terminal, launcher bookkeeping).
+NOT_INPUT_ENV: tuple[str, ...] = (
+    "HOME", "PATH", "PWD", "OLDPWD", "USER", "LOGNAME", "SHELL", "SHLVL", "HOSTNAME", "TERM", "COLUMNS",
+    "LINES", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "DISPLAY", "MAIL", "EDITOR", "PAGER",
+    "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS", "PYTHONSTARTUP",
+    "PYTHONBREAKPOINT", "VIRTUAL_ENV", "CI", "NO_COLOR", "FORCE_COLOR", "CLICOLOR", "TERM_PROGRAM",
+    "LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_NAME",
+    "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+    "LC_*", "XDG_*", "SSH_*", "GIT_*", "CONDA_*", "BOOTSTRAP_REPRO_*", "TORCHELASTIC_*", "SLURM_*",
+    "SUBMITIT_*", "PYTEST_*", "COV_*", "KUBERNETES_*", "TQDM_*", "JPY_*", "VSCODE_*",
+)
+#: Names whose values are recorded as an HMAC, never in clear.
+_SECRET_ENV_RE = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE|AUTH|COOKIE|SESSION",
+                            re.IGNORECASE)
+#: Files never archived and never hashed in clear (``exp.secret_globs`` replaces this list).
+DEFAULT_SECRET_GLOBS: tuple[str, ...] = (
+    ".env", ".env.*", "*.env", "*.pem", "*.key", "id_*", ".netrc", "credentials*", "*.p12", "*.pfx",
+    ".pgpass", "*secret*", ".git-credentials", ".pypirc",
+)
+#: Paths that are never data: the kernel's and the devices'.
+_SYSTEM_PREFIXES = ("/proc/", "/sys/", "/dev/", "/run/", "/etc/")
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    """The standard library's dirs (of the base Python, not a venv's); site-packages below them are not stdlib."""
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix, "installed_base": sys.base_prefix,
+            "installed_platbase": sys.base_exec_prefix}
+    paths = sysconfig.get_paths(vars=base)
+    out = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib") if k in paths}
+    return tuple(d.rstrip("/") + "/" for d in out)
+
+
+def _installed_dirs() -> tuple[str, ...]:
+    import site
+
+    dirs = set(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    dirs.add(site.getusersitepackages())
+    paths = sysconfig.get_paths()
+    dirs.update(paths[k] for k in ("purelib", "platlib") if k in paths)
+    return tuple(os.path.realpath(d).rstrip("/") + "/" for d in dirs if d)
+
+
+def _framework_dir() -> str:
+    import bootstrap_repro
+
+    return os.path.realpath(os.path.dirname(bootstrap_repro.__file__)) + "/"
+
+
+def _match_env(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def is_secret_path(path: str | os.PathLike[str], globs: Sequence[str] = DEFAULT_SECRET_GLOBS) -> bool:
+    """Whether a file's name (or any of its parent dirs' names) matches a secret glob."""
+    parts = Path(path).parts
+    return any(fnmatch.fnmatch(part, g) for part in parts for g in globs)
+
+
+# --------------------------------------------------------------------------- secrets: HMAC with a local key
+def _local_key() -> bytes:
+    """This machine's HMAC key for secrets (``<cache dir>/secret.key``, mode 600, made once)."""
+    from bootstrap_repro.record._cache import cache_root
+
+    path = cache_root().parent / "secret.key"
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = _secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
+def secret_digest(data: bytes) -> str:
+    """HMAC-SHA256 of a secret with this machine's key: comparable here, useless elsewhere."""
+    return "hmac:" + hmac.new(_local_key(), data, hashlib.sha256).hexdigest()
+
+
+def env_value_record(name: str, value: str | None) -> Any:
+    """How a variable's value is recorded: clear, or an HMAC for a secret-looking name; None when unset."""
+    if value is None:
+        return None
+    if _SECRET_ENV_RE.search(name):
+        return {"hmac": secret_digest(value.encode())}
+    return value
+
+
+def env_matches(recorded: Any, current: str | None) -> bool:
+    """Whether a variable's current value is the recorded one (clear, or an HMAC for a secret)."""
+    if isinstance(recorded, dict) and "hmac" in recorded:
+        return current is not None and secret_digest(current.encode()) == recorded["hmac"]
+    return recorded == current
+
+
+# --------------------------------------------------------------------------- hashing with a stat cache
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stat_tuple(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class StatCache:
+    """``path -> sha256`` for files whose dev, inode, size, mtime and ctime are unchanged (sqlite, shared).
+
+    Lives at ``<cache dir>/stat-cache.sqlite``; an unusable database degrades to no cache.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        if path is None:
+            from bootstrap_repro.record._cache import cache_root
+
+            path = cache_root().parent / "stat-cache.sqlite"
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, st TEXT NOT NULL, "
+                           "sha256 TEXT NOT NULL)")
+                self._db = db
+            except sqlite3.Error:
+                return None
+        return self._db
+
+    def get(self, path: str, st: os.stat_result) -> str | None:
+        db = self._conn()
+        if db is None:
+            return None
+        with self._lock:
+            try:
+                row = db.execute("SELECT st, sha256 FROM files WHERE path = ?", (path,)).fetchone()
+            except sqlite3.Error:
+                return None
+        return row[1] if row and row[0] == repr(_stat_tuple(st)) else None
+
+    def put(self, items: Sequence[tuple[str, os.stat_result, str]]) -> None:
+        db = self._conn()
+        if db is None or not items:
+            return
+        now = time.time_ns()
+        rows = [(p, repr(_stat_tuple(st)), h) for p, st, h in items if now - st.st_mtime_ns > _RACY_NS]
+        with self._lock:
+            try:
+                with db:
+                    db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", rows)
+            except sqlite3.Error:
+                pass
+
+    def hash(self, path: str, st: os.stat_result, pending: list[tuple[str, os.stat_result, str]]) -> str:
+        """sha256 of ``path`` (from the cache when its stat is unchanged); new hashes go to ``pending``."""
+        cached = self.get(path, st)
+        if cached is not None:
+            return cached
+        digest = _sha256_file(path)
+        pending.append((path, st, digest))
+        return digest
+
+
+# --------------------------------------------------------------------------- the manifest
+@dataclass
+class Inputs:
+    """What a run read: see the module docstring.  Paths are absolute (realpath)."""
+
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict)  #: path -> {module, sha256, size, kind}
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  #: path -> {sha256, size, mtime_ns, ino, kind}
+    dirs: dict[str, dict[str, Any]] = field(default_factory=dict)  #: path -> {entries: sha256, count, kind}
+    env: dict[str, Any] = field(default_factory=dict)  #: name -> value | None | {"hmac"}
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)  #: path -> {hmac, kind}
+    unfingerprintable: list[str] = field(default_factory=list)  #: one line each
+    archived: list[str] = field(default_factory=list)  #: paths saved in inputs.tar.gz
+    cost_s: float = 0.0  #: seconds spent fingerprinting at the end of the run
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": 1, "modules": self.modules, "files": self.files, "dirs": self.dirs, "env": self.env,
+                "secrets": self.secrets, "unfingerprintable": self.unfingerprintable, "archived": self.archived,
+                "cost_s": round(self.cost_s, 4)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Inputs:
+        return cls(dict(data.get("modules") or {}), dict(data.get("files") or {}), dict(data.get("dirs") or {}),
+                   dict(data.get("env") or {}), dict(data.get("secrets") or {}),
+                   list(data.get("unfingerprintable") or []), list(data.get("archived") or []),
+                   float(data.get("cost_s") or 0.0))
+
+    def summary(self) -> dict[str, Any]:
+        """The ``inputs`` section of ``record.json`` (the full manifest is ``repro/inputs.json``)."""
+        kinds: dict[str, int] = {}
+        for meta in [*self.modules.values(), *self.files.values()]:
+            kinds[meta.get("kind", "?")] = kinds.get(meta.get("kind", "?"), 0) + 1
+        return {"file": INPUTS_FILE, "modules": len(self.modules), "files": len(self.files), "dirs": len(self.dirs),
+                "env": sorted(k for k, v in self.env.items() if v is not None),
+                "env_unset_read": sum(1 for v in self.env.values() if v is None),
+                "secrets_excluded": sorted(self.secrets), "by_kind": kinds,
+                "archived": len(self.archived), "unfingerprintable": self.unfingerprintable,
+                "digest": inputs_digest(self.to_json()), "cost_s": round(self.cost_s, 4)}
+
+
+def inputs_digest(manifest: Mapping[str, Any]) -> str:
+    """sha256 of what a manifest says about the inputs' contents (not their stats)."""
+    payload = {
+        "modules": {p: m.get("sha256") for p, m in (manifest.get("modules") or {}).items()},
+        "files": {p: m.get("sha256") for p, m in (manifest.get("files") or {}).items()},
+        "dirs": {p: m.get("entries") for p, m in (manifest.get("dirs") or {}).items()},
+        "env": manifest.get("env") or {},
+        "secrets": {p: m.get("hmac") for p, m in (manifest.get("secrets") or {}).items()},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- discovery
+class _State:
+    """What the audit hook and the environ wrapper collect (one per recording)."""
+
+    def __init__(self, log_fd: int) -> None:
+        self.pid = os.getpid()
+        self.log_fd = log_fd
+        self.read: set[str] = set()
+        self.written: set[str] = set()
+        self.listed: set[str] = set()
+        self.env_read: set[str] = set()
+        self.env_set: set[str] = set()  #: variables the run itself set (library defaults): not inputs
+        self.env0 = dict(os.environ)
+
+    def note(self, kind: str, value: str) -> None:
+        target = {"o": self.read, "w": self.written, "l": self.listed, "e": self.env_read, "s": self.env_set}[kind]
+        if value in target:
+            return
+        target.add(value)
+        if os.getpid() != self.pid:  # a forked child (DataLoader worker): tell the parent through the file
+            try:
+                os.write(self.log_fd, f"{kind}\t{value}\n".encode("utf-8", "surrogateescape"))
+            except OSError:
+                pass
+
+
+_STATE: _State | None = None
+_INSTALLED = False
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    st = _STATE
+    if st is None:
+        return
+    if event == "open":
+        path, mode, flags = args
+        if isinstance(path, int) or path is None:
+            return
+        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
+        st.note("w" if writing else "o", os.path.abspath(os.fsdecode(path)))
+    elif event in ("os.listdir", "os.scandir"):
+        path = args[0] if args else "."
+        if isinstance(path, int):
+            return
+        st.note("l", os.path.abspath(os.fsdecode(path if path is not None else ".")))
+    elif event in ("os.putenv", "os.unsetenv"):
+        key = args[0]
+        st.note("s", os.fsdecode(key) if isinstance(key, (str, bytes)) else str(key))
+    elif event == "glob.glob":
+        pattern = args[0]
+        if isinstance(pattern, (str, bytes)):
+            st.note("l", os.path.abspath(os.path.dirname(os.fsdecode(pattern)) or "."))
+
+
+_environ_getitem = os._Environ.__getitem__  # type: ignore[attr-defined]
+
+
+_BULK_FILES = ("_collections_abc.py", "<frozen _collections_abc>", "os.py", "<frozen os>")
+_POINT_READS = ("get", "__contains__", "setdefault", "pop", "getenv")
+
+
+def _tracked_getitem(self: Any, key: Any) -> Any:
+    st = _STATE
+    if st is not None and self is os.environ and isinstance(key, str):
+        code = sys._getframe(1).f_code
+        # items()/values()/copy() walk every variable (tqdm looks for TQDM_* that way): not a read of each
+        if not code.co_filename.endswith(_BULK_FILES) or code.co_name in _POINT_READS:
+            st.note("e", key)
+    return _environ_getitem(self, key)
+
+
+def _install() -> None:
+    global _INSTALLED
+    if not _INSTALLED:
+        sys.addaudithook(_audit)  # permanent for the process; a no-op while nothing records
+        os._Environ.__getitem__ = _tracked_getitem  # type: ignore[attr-defined]
+        _INSTALLED = True
+
+
+@dataclass
+class _Config:
+    exp_dir: Path
+    env_keys: tuple[str, ...] = ()
+    env_ignore: tuple[str, ...] = ()
+    secret_globs: tuple[str, ...] = DEFAULT_SECRET_GLOBS
+    max_input_bytes: float | None = 20 * 1024**3
+
+
+class InputRecorder:
+    """Discovers the inputs of the run between :meth:`start` and :meth:`finish` (one at a time per process)."""
+
+    def __init__(self, exp_dir: Path, *, env_keys: Sequence[str] = (), env_ignore: Sequence[str] = (),
+                 secret_globs: Sequence[str] = DEFAULT_SECRET_GLOBS, max_input_gb: float | None = 20.0,
+                 stat_cache: StatCache | None = None) -> None:
+        self.config = _Config(Path(exp_dir), tuple(env_keys), tuple(env_ignore), tuple(secret_globs),
+                              None if max_input_gb is None else float(max_input_gb) * 1024**3)
+        self.stat_cache = stat_cache or StatCache()
+        self._state: _State | None = None
+        self._log: Any = None
+
+    @classmethod
+    def from_options(cls, options: Any, exp_dir: Path) -> InputRecorder:
+        return cls(exp_dir, env_keys=list(options.get("exp.env_keys") or []),
+                   env_ignore=list(options.get("exp.env_ignore") or []),
+                   secret_globs=list(options.get("exp.secret_globs") or DEFAULT_SECRET_GLOBS),
+                   max_input_gb=options.get("exp.max_input_gb", 20.0))
+
+    def start(self) -> InputRecorder:
+        global _STATE
+        if _STATE is not None:  # nested (a run inside a run's hook): the outer one records
+            return self
+        _install()
+        self._log = tempfile.TemporaryFile(prefix="bootstrap-repro-inputs-")
+        os.set_inheritable(self._log.fileno(), True)
+        flags = os.O_APPEND
+        try:  # children append; the parent reads from 0 at the end
+            import fcntl
+
+            fcntl.fcntl(self._log.fileno(), fcntl.F_SETFL, fcntl.fcntl(self._log.fileno(), fcntl.F_GETFL) | flags)
+        except (ImportError, OSError):
+            pass
+        self._state = _State(self._log.fileno())
+        _STATE = self._state
+        return self
+
+    def stop(self) -> None:
+        """Stop watching (idempotent); :meth:`finish` calls it."""
+        global _STATE
+        if self._state is not None and _STATE is self._state:
+            _STATE = None
+
+    def finish(self, git_root: Path | None = None) -> Inputs:
+        """Stop watching and fingerprint what was used (``git_root``: the code repo, for the kinds)."""
+        self.stop()
+        st = self._state
+        t0 = time.perf_counter()
+        if st is None:
+            return Inputs()
+        self._merge_children(st)
+        inputs = _fingerprint(st, self.config, self.stat_cache, git_root)
+        inputs.cost_s = time.perf_counter() - t0
+        return inputs
+
+    def _merge_children(self, st: _State) -> None:
+        if self._log is None:
+            return
+        try:
+            self._log.seek(0)
+            data = self._log.read().decode("utf-8", "surrogateescape")
+        finally:
+            self._log.close()
+            self._log = None
+        targets = {"o": st.read, "w": st.written, "l": st.listed, "e": st.env_read, "s": st.env_set}
+        for line in data.splitlines():
+            kind, _, value = line.partition("\t")
+            if kind in targets and value:
+                targets[kind].add(value)
+
+
+def _under(path: str, prefixes: Iterable[str]) -> bool:
+    return any(path.startswith(p) for p in prefixes)
+
+
+def _module_files() -> dict[str, str]:
+    """``realpath -> module name`` of every loaded module with a source or extension file."""
+    out: dict[str, str] = {}
+    for name, mod in list(sys.modules.items()):
+        file = getattr(mod, "__file__", None)
+        if not isinstance(file, str) or not file:
+            continue
+        if file.endswith(".pyc") and getattr(getattr(mod, "__spec__", None), "origin", None):
+            file = mod.__spec__.origin  # type: ignore[union-attr]
+        out.setdefault(os.path.realpath(file), name)
+    return out
+
+
+def _git_kinds(root: Path | None, paths: Sequence[str]) -> dict[str, str]:
+    """``path -> repo | untracked | ignored | submodule`` for the paths under the code repo ``root``."""
+    if root is None or not paths:
+        return {}
+    from bootstrap_repro.record._git import git_command, submodule_paths
+
+    root_s = os.path.realpath(root).rstrip("/") + "/"
+    inside = [p for p in paths if p.startswith(root_s) and "/.git/" not in p[len(root_s) - 1:]]
+    if not inside:
+        return {}
+    subs = [root_s + s.rstrip("/") + "/" for s in submodule_paths(Path(root))]
+    kinds: dict[str, str] = {}
+    rest = []
+    for p in inside:
+        if _under(p, subs):
+            kinds[p] = "submodule"
+        else:
+            rest.append(p)
+    if rest:
+        rels = [p[len(root_s):] for p in rest]
+        status, out, _ = git_command(root, "check-ignore", "-z", "--stdin", istream=_BytesIn("\0".join(rels) + "\0"),
+                                     stdout_as_string=False, strip_newline_in_stdout=False,
+                                     with_extended_output=True, with_exceptions=False)
+        ignored = {root_s + os.fsdecode(x) for x in bytes(out or b"").split(b"\0") if x}
+        maybe = [r for r in rels if root_s + r not in ignored]
+        tracked: set[str] = set()
+        for i in range(0, len(maybe), 500):  # literal pathspecs as arguments, in bounded batches
+            listed = git_command(root, "--literal-pathspecs", "ls-files", "-z", "--cached", "--", *maybe[i:i + 500],
+                                 stdout_as_string=False, strip_newline_in_stdout=False, what="ls-files")
+            tracked |= {root_s + os.fsdecode(x) for x in bytes(listed).split(b"\0") if x}
+        for p in rest:
+            kinds[p] = "ignored" if p in ignored else "repo" if p in tracked else "untracked"
+    return kinds
+
+
+class _BytesIn:
+    """A file-like stdin for gitpython's ``istream`` (it needs a real file: a temp file)."""
+
+    def __new__(cls, text: str) -> Any:  # type: ignore[misc]
+        f = tempfile.TemporaryFile()
+        f.write(text.encode("utf-8", "surrogateescape"))
+        f.seek(0)
+        return f
+
+
+def _stat_meta(s: os.stat_result) -> dict[str, int]:
+    """What :func:`check_inputs` compares before reading a file again."""
+    return {"size": s.st_size, "mtime_ns": s.st_mtime_ns, "ino": s.st_ino, "hashed_ns": time.time_ns()}
+
+
+def _kind_outside(path: str, installed: tuple[str, ...]) -> str:
+    return "installed" if _under(path, installed) else "external"
+
+
+def _dir_entries(path: str) -> tuple[str, int]:
+    names = sorted(os.listdir(path))
+    return hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest(), len(names)
+
+
+def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | None) -> Inputs:
+    exp_dir = os.path.realpath(cfg.exp_dir).rstrip("/") + "/"
+    from bootstrap_repro.record._cache import cache_root
+
+    installed = _installed_dirs()
+    stdlib = _stdlib_dirs()
+    skip = (exp_dir, os.path.realpath(cache_root().parent).rstrip("/") + "/", _framework_dir(), *_SYSTEM_PREFIXES)
+
+    def is_stdlib(p: str) -> bool:
+        return _under(p, stdlib) and not _under(p, installed)
+    modules = _module_files()
+    written = {os.path.realpath(p) for p in st.written}
+    inputs = Inputs()
+    pending: list[tuple[str, os.stat_result, str]] = []
+    ignored_devices = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/tty", "/dev/full"}
+
+    # modules
+    mod_paths = [p for p in modules if not _under(p, skip) and not is_stdlib(p) and os.path.isfile(p)]
+    # data files (read, never written by the run, not a module, not bytecode)
+    data_paths = []
+    for raw in sorted(st.read):
+        p = os.path.realpath(raw)
+        if p in written or p in modules or p.endswith(".pyc") or "/.git/" in p or _under(p, skip[:2]):
+            continue
+        if _under(p, skip[2:]) or is_stdlib(p) or raw in ignored_devices:
+            if raw.startswith("/dev/") and raw not in ignored_devices and not raw.startswith("/dev/shm/"):
+                inputs.unfingerprintable.append(f"{raw}: a device file")
+            continue
+        data_paths.append(p)
+    dir_paths = sorted({os.path.realpath(p) for p in st.listed})
+    sys_path_dirs = {os.path.realpath(p or ".") for p in sys.path}
+    kinds = _git_kinds(git_root, [*mod_paths, *data_paths, *dir_paths])
+    for p in mod_paths:
+        try:
+            s = os.stat(p)
+            digest = cache.hash(p, s, pending)
+        except OSError:
+            continue
+        inputs.modules[p] = {"module": modules[p], "sha256": digest, **_stat_meta(s),
+                             "kind": kinds.get(p) or _kind_outside(p, installed)}
+    for p in data_paths:
+        kind = kinds.get(p) or _kind_outside(p, installed)
+        try:
+            s = os.stat(p)
+        except OSError:
+            continue  # gone since (a temporary file of a library)
+        if stat.S_ISDIR(s.st_mode):
+            dir_paths.append(p)
+            continue
+        if not stat.S_ISREG(s.st_mode):
+            inputs.unfingerprintable.append(f"{p}: not a regular file ({stat.filemode(s.st_mode)[0]})")
+            continue
+        if is_secret_path(p, cfg.secret_globs):
+            try:
+                with open(p, "rb") as f:
+                    inputs.secrets[p] = {"hmac": secret_digest(f.read()), "kind": kind}
+            except OSError:
+                pass
+            continue
+        if cfg.max_input_bytes is not None and s.st_size > cfg.max_input_bytes:
+            inputs.unfingerprintable.append(
+                f"{p}: {s.st_size / 1024**3:.1f} GB, over exp.max_input_gb={cfg.max_input_bytes / 1024**3:g}")
+            continue
+        try:
+            digest = cache.hash(p, s, pending)
+        except OSError:
+            continue
+        inputs.files[p] = {"sha256": digest, **_stat_meta(s), "kind": kind}
+    for p in sorted(set(dir_paths)):
+        if (_under(p + "/", skip) or is_stdlib(p + "/") or exp_dir.startswith(p + "/") or p in sys_path_dirs or "/.git" in p
+                or os.path.isfile(os.path.join(p, "__init__.py")) or _under(p + "/", installed)):
+            continue  # the exp dir, a parent of it (it gains the exp dir), import machinery's listings
+        try:
+            entries, count = _dir_entries(p)
+        except OSError:
+            continue
+        inputs.dirs[p] = {"entries": entries, "count": count, "kind": kinds.get(p) or _kind_outside(p, installed)}
+    # environment variables: read ones (not bookkeeping) and the declared ones
+    names = {n for n in st.env_read - st.env_set if not _match_env(n, (*NOT_INPUT_ENV, *cfg.env_ignore))}
+    names |= set(cfg.env_keys)
+    for n in sorted(names):
+        inputs.env[n] = env_value_record(n, st.env0.get(n))
+    cache.put(pending)
+    return inputs
+
+
+# --------------------------------------------------------------------------- checking
+@dataclass(frozen=True)
+class InputChange:
+    """One recorded input that is not as it was."""
+
+    what: str  #: "module", "file", "dir", "env", "secret"
+    name: str  #: path or variable name
+    recorded: Any
+    current: Any
+    kind: str = ""  #: repo, ignored, submodule, external, installed, ...
+
+    def describe(self) -> str:
+        def show(v: Any) -> str:
+            if v is None:
+                return "missing" if self.what != "env" else "unset"
+            if isinstance(v, dict):
+                return "a secret value"
+            s = str(v)
+            return s[:12] if re.fullmatch(r"[0-9a-f]{64}", s) else repr(s) if self.what == "env" else s
+        label = {"env": "$", "module": "module ", "file": "", "dir": "dir ", "secret": "secret file "}[self.what]
+        return f"{label}{self.name} changed (recorded {show(self.recorded)}, now {show(self.current)})"
+
+
+def _file_now(path: str, meta: Mapping[str, Any], cache: StatCache | None,
+              pending: list[tuple[str, os.stat_result, str]]) -> str | None:
+    """Current sha256 of a recorded file; its stat against the recorded one first (no read when unchanged)."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(s.st_mode):
+        return None
+    if (s.st_size == meta.get("size") and s.st_mtime_ns == meta.get("mtime_ns") and s.st_ino == meta.get("ino")
+            and meta.get("hashed_ns", 0) - s.st_mtime_ns > _RACY_NS):
+        return str(meta.get("sha256"))
+    if s.st_size != meta.get("size"):
+        return f"size {s.st_size}"
+    if cache is not None:
+        return cache.hash(path, s, pending)
+    return _sha256_file(path)
+
+
+def check_inputs(manifest: Mapping[str, Any], *, kinds: Sequence[str] | None = None,
+                 environ: Mapping[str, str] | None = None, cache: StatCache | None = None,
+                 first_only: bool = False) -> list[InputChange]:
+    """The recorded inputs (of ``kinds``; None: all) that differ now.  Cheap when stats are unchanged."""
+    environ = os.environ if environ is None else environ
+    out: list[InputChange] = []
+    pending: list[tuple[str, os.stat_result, str]] = []
+    cache = cache if cache is not None else StatCache()
+
+    def want(meta: Mapping[str, Any]) -> bool:
+        return kinds is None or meta.get("kind") in kinds
+
+    for what, section in (("module", "modules"), ("file", "files")):
+        for path, meta in (manifest.get(section) or {}).items():
+            if not want(meta):
+                continue
+            now = _file_now(path, meta, cache, pending)
+            if now != meta.get("sha256"):
+                out.append(InputChange(what, path, meta.get("sha256"), now, meta.get("kind", "")))
+                if first_only:
+                    return out
+    for path, meta in (manifest.get("dirs") or {}).items():
+        if not want(meta):
+            continue
+        try:
+            now_entries: str | None = _dir_entries(path)[0]
+        except OSError:
+            now_entries = None
+        if now_entries != meta.get("entries"):
+            out.append(InputChange("dir", path, f"{meta.get('count')} entries",
+                                   None if now_entries is None else f"{len(os.listdir(path))} entries",
+                                   meta.get("kind", "")))
+    if kinds is None or "env" in kinds:
+        for name, recorded in (manifest.get("env") or {}).items():
+            current = environ.get(name)
+            if not env_matches(recorded, current):
+                out.append(InputChange("env", name, recorded, env_value_record(name, current)))
+    if kinds is None or "secret" in kinds:
+        for path, meta in (manifest.get("secrets") or {}).items():
+            try:
+                with open(path, "rb") as f:
+                    now_h: str | None = secret_digest(f.read())
+            except OSError:
+                now_h = None
+            if now_h != meta.get("hmac"):
+                out.append(InputChange("secret", path, {"hmac": 1}, None if now_h is None else {"hmac": 1},
+                                       meta.get("kind", "")))
+    cache.put(pending)
+    return out
+
+
+# --------------------------------------------------------------------------- the archive of ignored inputs
+def write_archive(path: Path, inputs: Inputs, root: Path | None, max_mb: float | None) -> None:
+    """Archive the code repo's git-ignored inputs (modules first, then data, smallest first) up to ``max_mb``.
+
+    Members are named relative to ``root``; secrets never enter (they are in ``inputs.secrets``, not
+    ``files``).  What was archived is listed in ``inputs.archived``; nothing to archive writes no file.
+    """
+    import gzip
+    import tarfile
+
+    from bootstrap_repro.fileio import atomic_write
+
+    if root is None:
+        return
+    root_s = os.path.realpath(root).rstrip("/") + "/"
+    budget = None if max_mb is None else float(max_mb) * 1024 * 1024
+    chosen: list[str] = []
+    total = 0
+    for section in (inputs.modules, inputs.files):
+        for p, meta in sorted(section.items(), key=lambda kv: kv[1].get("size", 0)):
+            if meta.get("kind") != "ignored" or not p.startswith(root_s):
+                continue
+            if budget is not None and total + meta.get("size", 0) > budget:
+                continue
+            chosen.append(p)
+            total += meta.get("size", 0)
+    if not chosen:
+        return
+
+    def write(f: Any) -> None:
+        with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for p in chosen:
+                info = tar.gettarinfo(p, arcname=p[len(root_s):])
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+                with open(p, "rb") as src:
+                    tar.addfile(info, src)
+
+    atomic_write(path, write, fsync_dir=False)
+    inputs.archived = chosen
