@@ -243,3 +243,24 @@ def test_rerun_outside_git_checks_the_plugin_is_unchanged(capsys, tmp_path):
          f"rerun: 1 input(s) of {tmp_path / 'exp'} are not as recorded: module {plain / 'plainnet.py'} changed "
          f"(recorded {was}, now {now}) [external code or data]; restore them, or pass --allow-changed to run anyway "
          f"and report the differences", tmp_path)
+
+
+#: NETPLUG with a buffer stamped from the clock at construction: never logged, only in the weights.
+STAMPED = NETPLUG.replace("        self.scale, self.offset = scale, offset\n", """        self.scale, self.offset = scale, offset
+        import time
+        self.register_buffer("stamp", torch.tensor([time.time()], dtype=torch.float64))
+""")
+assert STAMPED != NETPLUG
+
+
+def test_verify_fails_on_a_weights_only_difference_naming_the_tensor(tmp_path):
+    repo = make_repo(tmp_path / "repo", module="stamped", source=STAMPED, exp_dir=tmp_path / "exp")
+    r = cli("run", "-o", "configs/tiny.yaml", cwd=repo, env=env_for(repo))
+    assert r.returncode == 0, r.stderr
+    r = cli("rerun", str(tmp_path / "exp"), "--verify", cwd=tmp_path, env=env_for(repo))
+    assert r.returncode == 1, r.stdout + r.stderr
+    first = [line for line in r.stdout.splitlines() if line.startswith("first divergence")]
+    assert len(first) == 1 and first[0].startswith(
+        "first divergence: ckpt_last_model.pth.tar: tensor 'network.stamp' differs (shape [1], float64; max abs diff ")
+    logs = json.loads((tmp_path / "exp" / "logs.json").read_text())
+    assert f"; {sum(len(v) for v in logs.values())} values identical (1 logs file), " in first[0]  # logs all equal
