@@ -123,9 +123,9 @@ def _match_env(name: str, patterns: Iterable[str]) -> bool:
 
 
 def is_secret_path(path: str | os.PathLike[str], globs: Sequence[str] = DEFAULT_SECRET_GLOBS) -> bool:
-    """Whether a file's name (or any of its parent dirs' names) matches a secret glob."""
-    parts = Path(path).parts
-    return any(fnmatch.fnmatch(part, g) for part in parts for g in globs)
+    """Whether a file's name matches a secret glob (or it lies in a ``.ssh`` or ``.gnupg`` dir)."""
+    p = Path(path)
+    return any(fnmatch.fnmatch(p.name, g) for g in globs) or any(d in (".ssh", ".gnupg") for d in p.parts[:-1])
 
 
 # --------------------------------------------------------------------------- secrets: HMAC with a local key

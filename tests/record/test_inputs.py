@@ -1,0 +1,138 @@
+"""Input discovery in one process: what the recorder sees, what it leaves out, how a manifest is checked."""
+
+from __future__ import annotations
+
+import glob
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from bootstrap_repro.cli import main
+from bootstrap_repro.record import InputRecorder, StatCache, check_inputs, read_record
+
+OLD = time.time() - 3600  # an mtime outside the racy window: the stat fast path applies
+
+
+def _old(path: Path) -> Path:
+    os.utime(path, (OLD, OLD))
+    return path
+
+
+def record(tmp_path: Path, body, **kwargs) -> dict:
+    exp = tmp_path / "exp"
+    exp.mkdir(exist_ok=True)
+    rec = InputRecorder(exp, stat_cache=StatCache(tmp_path / "stat.sqlite"), **kwargs).start()
+    try:
+        body()
+    finally:
+        inputs = rec.finish()
+    return inputs.to_json()
+
+
+def _child_reads(path: str) -> None:
+    with open(path) as f:
+        f.read()
+
+
+def test_reads_listings_and_variables_are_seen_writes_and_bookkeeping_are_not(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (data / name).write_text(name)
+    monkeypatch.setenv("MY_SCALE", "2")
+    monkeypatch.setenv("API_TOKEN", "tok-123")
+    monkeypatch.delenv("NOT_SET_X", raising=False)
+
+    def body() -> None:
+        (data / "a.txt").read_text()                      # pathlib
+        with open(os.open(data / "b.txt", os.O_RDONLY)) as f:  # os.open
+            f.read()
+        glob.glob(str(data / "*.txt"))                     # a listing
+        (tmp_path / "exp" / "out.txt").write_text("x")     # the exp dir: an output
+        (tmp_path / "made.txt").write_text("x")            # written by the run: not an input
+        (tmp_path / "made.txt").read_text()
+        os.environ.get("MY_SCALE")
+        os.getenv("API_TOKEN")
+        _ = "NOT_SET_X" in os.environ
+        _ = os.environ.get("HOME")                         # bookkeeping, not an input
+        dict(os.environ.items())                           # a walk over every variable: not a read of each
+        ctx = multiprocessing.get_context("fork")
+        p = ctx.Process(target=_child_reads, args=(str(data / "c.txt"),))  # a forked worker reads
+        p.start()
+        p.join()
+
+    m = record(tmp_path, body)
+    files = {Path(p).name: meta for p, meta in m["files"].items()}
+    assert sorted(files) == ["a.txt", "b.txt", "c.txt"], m["files"]
+    assert all(meta["kind"] == "external" and len(meta["sha256"]) == 64 for meta in files.values())
+    assert list(m["dirs"]) == [str(data.resolve())]
+    assert m["env"]["MY_SCALE"] == "2" and m["env"]["NOT_SET_X"] is None
+    assert m["env"]["API_TOKEN"] == {"hmac": m["env"]["API_TOKEN"]["hmac"]} and "tok-123" not in json.dumps(m)
+    assert "HOME" not in m["env"] and "PATH" not in m["env"]
+    assert not any(k.startswith("PYTEST_") for k in m["env"])
+
+
+def test_check_inputs_names_each_change_and_trusts_unchanged_stats(tmp_path, monkeypatch):
+    f = tmp_path / "d.bin"
+    f.write_bytes(b"x" * 1000)
+    _old(f)
+    monkeypatch.setenv("MY_SCALE", "2")
+    m = record(tmp_path, lambda: (f.read_bytes(), os.environ.get("MY_SCALE")))
+    cache = StatCache(tmp_path / "stat.sqlite")
+    assert check_inputs(m, cache=cache) == []
+    f.write_bytes(b"y" * 1000)
+    _old(f)  # same size, same mtime: the inode is the same too, so only a hash would tell
+    os.utime(f, (OLD + 1, OLD + 1))
+    [change] = check_inputs(m, cache=cache)
+    assert change.describe().startswith(f"{f.resolve()} changed (recorded ")
+    f.write_bytes(b"x" * 1000)
+    _old(f)
+    assert check_inputs(m, cache=cache) == []  # touched, content as recorded: still the same input
+    monkeypatch.setenv("MY_SCALE", "3")
+    [change] = check_inputs(m, cache=cache)
+    assert change.describe() == "$MY_SCALE changed (recorded '2', now '3')"
+    f.unlink()
+    monkeypatch.setenv("MY_SCALE", "2")
+    [change] = check_inputs(m, cache=cache)
+    assert change.describe().endswith("changed (recorded " + m["files"][str(f.resolve())]["sha256"][:12] + ", now missing)")
+
+
+def test_secret_files_and_oversized_inputs(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("TOKEN=tok-456\n")
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"z" * 4096)
+    m = record(tmp_path, lambda: (env_file.read_text(), big.read_bytes()), max_input_gb=1e-6)
+    assert list(m["secrets"]) == [str(env_file.resolve())] and "tok-456" not in json.dumps(m)
+    assert str(env_file.resolve()) not in m["files"]
+    assert m["unfingerprintable"] == [f"{big.resolve()}: 0.0 GB, over exp.max_input_gb=1e-06"]
+    env_file.write_text("TOKEN=tok-789\n")
+    assert [c.what for c in check_inputs(m)] == ["secret"]
+
+
+def test_a_run_with_an_input_it_cannot_fingerprint_is_not_cached(capsys, tiny_file, tmp_path, monkeypatch):
+    data = tmp_path / "big.bin"
+    data.write_bytes(b"z" * 4096)
+    (tmp_path / "readbig.py").write_text(f"def register(engine):\n    open({str(data)!r}, 'rb').read()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BOOTSTRAP_REPRO_HOOKS", "readbig")
+    opts = str(tiny_file({"exp": {"max_input_gb": 1e-6}}))
+    assert main(["run", "-o", opts]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: cache: not stored, an input cannot be fingerprinted: {data.resolve()}: 0.0 GB, over "
+            f"exp.max_input_gb=1e-06") in err
+    assert main(["run", "-o", opts, "--exp.dir", str(tmp_path / "again")]) == 0
+    assert "cache hit" not in capsys.readouterr().out
+    assert read_record(tmp_path / "exp")["segments"][0]["inputs"]["unfingerprintable"]
+
+
+@pytest.mark.parametrize("bad", ["API_TOKEN", [1, 2]])
+def test_env_keys_must_be_names(capsys, tiny_file, bad):
+    opts = str(tiny_file({"exp": {"env_keys": bad}}))
+    assert main(["run", "-o", opts]) == 2
+    assert capsys.readouterr().err == (
+        f"error: exp.env_keys: expected a list of environment variable names like [MY_SCALE], got {bad!r}\n")
