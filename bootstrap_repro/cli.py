@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap_repro import __version__
-from bootstrap_repro.errors import OptionsError, ReproError
+from bootstrap_repro.errors import ExperimentExistsError, OptionsError, ReproError
 
 __all__ = ["main"]
 
@@ -176,7 +176,7 @@ def _already_done(opt: Any) -> str | None:
 
     Typing the same command twice is then a no-op instead of an "exp.dir exists" error.
     """
-    from bootstrap_repro.record import RecordError, read_record, take_snapshot
+    from bootstrap_repro.record import RecordError, check_inputs, merged_inputs, read_record, take_snapshot
 
     exp_dir = opt.get("exp.dir")
     if not exp_dir or opt.get("exp.resume") or not (Path(str(exp_dir)) / "repro" / "record.json").is_file():
@@ -190,6 +190,18 @@ def _already_done(opt: Any) -> str | None:
     key = take_snapshot(opt.copy(), exp_dir=Path(str(exp_dir))).key
     if rec.get("cache_key") != key:
         return None
+    try:  # the same key is not enough: every input the run read must still be as it was
+        inputs = merged_inputs(Path(str(exp_dir)), rec)
+    except RecordError:
+        return None
+    if inputs is None:
+        return None
+    changed = check_inputs(inputs, first_only=True)
+    if changed:
+        raise ExperimentExistsError(
+            f"exp.dir: {exp_dir} holds this experiment, but an input it read is not as it was "
+            f"({changed[0].describe()}); choose a new --exp.dir to train with the inputs as they are now"
+        )
     return f"up to date: {exp_dir} already holds this experiment, completed (key {key[:12]}); not trained again"
 
 

@@ -549,7 +549,9 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
     ignored_devices = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/tty", "/dev/full"}
 
     # modules
-    mod_paths = [p for p in modules if not _under(p, skip) and not is_stdlib(p) and os.path.isfile(p)]
+    launchers = tuple(os.path.realpath(os.path.join(d, "bin")) + "/" for d in {sys.prefix, sys.base_prefix})
+    mod_paths = [p for p in modules if not _under(p, skip) and not is_stdlib(p) and os.path.isfile(p)
+                 and not (modules[p] == "__main__" and _under(p, launchers))]  # a console script: the framework
     # data files (read, never written by the run, not a module, not bytecode)
     data_paths = []
     for raw in sorted(st.read):

@@ -264,7 +264,7 @@ class RunRecord:
         directory = self.exp_dir / REPRO_DIR / SEGMENTS_DIR / str(self.segment["index"])
         directory.mkdir(parents=True, exist_ok=True)
         write_archive(directory / INPUTS_ARCHIVE, inputs, git_root, max_archive_mb)
-        atomic_write_json(directory / INPUTS_FILE, inputs.to_json(), indent=1)
+        atomic_write_json(directory / INPUTS_FILE, inputs.to_json())  # one line: thousands of entries
         self.segment["inputs"] = {**inputs.summary(), "file": f"{SEGMENTS_DIR}/{self.segment['index']}/{INPUTS_FILE}"}
 
     def inputs_manifest(self) -> dict[str, Any] | None:

@@ -136,3 +136,22 @@ def test_env_keys_must_be_names(capsys, tiny_file, bad):
     assert main(["run", "-o", opts]) == 2
     assert capsys.readouterr().err == (
         f"error: exp.env_keys: expected a list of environment variable names like [MY_SCALE], got {bad!r}\n")
+
+
+def test_the_same_command_after_an_input_changed_says_so(capsys, tiny_file, tmp_path, monkeypatch):
+    data = tmp_path / "table.csv"
+    data.write_text("1,2\n")
+    (tmp_path / "readtable.py").write_text(f"def register(engine):\n    open({str(data)!r}).read()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BOOTSTRAP_REPRO_HOOKS", "readtable")
+    opts = str(tiny_file({"engine": {"nb_epochs": 1}}))
+    assert main(["run", "-o", opts]) == 0
+    capsys.readouterr()
+    assert main(["run", "-o", opts]) == 0
+    assert capsys.readouterr().out.startswith(f"up to date: {tmp_path / 'exp'} already holds this experiment")
+    data.write_text("1,3\n")
+    assert main(["run", "-o", opts]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: exp.dir: {tmp_path / 'exp'} holds this experiment, but an input it read is not "
+                          f"as it was ({data.resolve()} changed (recorded ")
+    assert err.endswith("); choose a new --exp.dir to train with the inputs as they are now\n")
