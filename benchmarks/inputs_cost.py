@@ -122,6 +122,51 @@ def cache_dir(path: Path) -> Iterator[None]:
             os.environ["BOOTSTRAP_REPRO_CACHE_DIR"] = old
 
 
+# --------------------------------------------------------------------------- prototype fixes (benchmark only)
+@contextlib.contextmanager
+def prototype_fix() -> Iterator[None]:
+    """What ``_inputs.py`` could do instead (patched here, in this process, for the ``fix`` arm only).
+
+    A. paths under site-packages are ``installed`` whatever git says: a venv inside the code repo
+       (``.venv/``, git-ignored) no longer makes every installed module an ``ignored`` input to
+       classify with ``git check-ignore`` and to gzip into ``inputs.tar.gz``;
+    B. module files are resolved with one ``realpath`` per directory, not per file (``realpath``
+       lstat()s every component of every path: ~9 syscalls x ~2,900 modules).
+    """
+    from bootstrap_repro.record import _inputs
+
+    real_git_kinds, real_module_files = _inputs._git_kinds, _inputs._module_files
+
+    def git_kinds(root: Path | None, paths: Any) -> dict[str, str]:
+        installed = _inputs._installed_dirs()
+        return real_git_kinds(root, [p for p in paths if not _inputs._under(p, installed)])
+
+    def module_files() -> dict[str, str]:
+        out: dict[str, str] = {}
+        dirs: dict[str, str] = {}
+        for name, mod in list(sys.modules.items()):
+            file = getattr(mod, "__file__", None)
+            if not isinstance(file, str) or not file:
+                continue
+            if file.endswith(".pyc") and getattr(getattr(mod, "__spec__", None), "origin", None):
+                file = mod.__spec__.origin
+            head, tail = os.path.split(os.path.abspath(file))
+            real_dir = dirs.get(head)
+            if real_dir is None:
+                real_dir = dirs[head] = os.path.realpath(head)
+            path = os.path.join(real_dir, tail)
+            if os.path.islink(path):  # the file itself a symlink (rare): resolve it fully
+                path = os.path.realpath(path)
+            out.setdefault(path, name)
+        return out
+
+    _inputs._git_kinds, _inputs._module_files = git_kinds, module_files  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        _inputs._git_kinds, _inputs._module_files = real_git_kinds, real_module_files  # type: ignore[assignment]
+
+
 # --------------------------------------------------------------------------- 1. the digits run, ON vs OFF
 SET_INPUTS_S: list[float] = []
 ARCHIVE_S: list[float] = []
@@ -151,14 +196,16 @@ def time_set_inputs() -> None:
     _record.write_archive = write_archive  # type: ignore[assignment]
 
 
-def digits_run(exp_dir: Path, epochs: int, on: bool) -> dict[str, Any]:
+def digits_run(exp_dir: Path, epochs: int, arm: str) -> dict[str, Any]:
+    """One digits run; ``arm``: ``off`` (no recorder), ``on`` (as shipped), ``fix`` (on + :func:`prototype_fix`)."""
     from bootstrap_repro.options import Options
     from bootstrap_repro.run import run
 
     opt = Options.load(DIGITS, overrides=["--exp.dir", str(exp_dir), "--engine.nb_epochs", str(epochs),
                                           "--engine.progress_bar", "false"])
-    n_set = len(SET_INPUTS_S)
-    with recording(on), open(os.devnull, "w") as null:
+    n_set, n_arch = len(SET_INPUTS_S), len(ARCHIVE_S)
+    fix = prototype_fix() if arm == "fix" else contextlib.nullcontext()
+    with recording(arm != "off"), fix, open(os.devnull, "w") as null:
         t0 = time.perf_counter()
         res = run(opt, cache=False, handle_signals=False, stream=null)
         wall = time.perf_counter() - t0
@@ -167,8 +214,7 @@ def digits_run(exp_dir: Path, epochs: int, on: bool) -> dict[str, Any]:
     archive = exp_dir / "repro" / "segments" / "0" / "inputs.tar.gz"
     out = {"wall": wall, "cost": float(seg.get("cost_s") or 0.0), "modules": seg["modules"], "files": seg["files"],
            "env": len(seg["env"]), "archived": seg["archived"], "by_kind": seg["by_kind"],
-           "set_inputs": SET_INPUTS_S[-1] if len(SET_INPUTS_S) > n_set else 0.0,
-           "archive_s": ARCHIVE_S[-1] if len(SET_INPUTS_S) > n_set and ARCHIVE_S else 0.0,
+           "set_inputs": sum(SET_INPUTS_S[n_set:]), "archive_s": sum(ARCHIVE_S[n_arch:]),
            "archive_mb": archive.stat().st_size / 2**20 if archive.exists() else 0.0}
     shutil.rmtree(exp_dir, ignore_errors=True)
     return out
@@ -176,51 +222,61 @@ def digits_run(exp_dir: Path, epochs: int, on: bool) -> dict[str, Any]:
 
 def section_digits(tmp: Path, pairs: int, epochs: int, cold: int) -> None:
     time_set_inputs()
-    print(f"\n1. digits example, {epochs} epochs, in-process run(cache=False), recording ON vs OFF "
-          f"({pairs} alternating pairs):")
-    first = digits_run(tmp / "first", epochs, True)
-    print(f"  first run of the process (imports, cold stat cache, not counted): {first['wall']:.2f} s, "
+    arms = ("off", "on", "fix")
+    print(f"\n1. digits example, --engine.nb_epochs {epochs} (the example has 30), in-process run(cache=False), "
+          f"recording OFF / ON / ON+prototype fix, {pairs} rounds in rotating order:")
+    first = digits_run(tmp / "first", epochs, "on")
+    print(f"  first run of the process (imports, cold stat cache; not counted): {first['wall']:.2f} s, "
           f"finish() {first['cost']:.3f} s, set_inputs {first['set_inputs']:.3f} s")
-    digits_run(tmp / "warm-off", epochs, False)  # the OFF side's first run too (allocator, page cache)
-    on_runs, off_runs, ratios = [], [], []
+    for arm in ("off", "fix"):
+        digits_run(tmp / f"warm-{arm}", epochs, arm)  # each arm's first run (allocator, page cache): not counted
+    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
     for i in range(pairs):
-        order = (True, False) if i % 2 == 0 else (False, True)
-        got = {o: digits_run(tmp / f"{'on' if o else 'off'}{i}", epochs, o) for o in order}
-        on_runs.append(got[True])
-        off_runs.append(got[False])
-        ratios.append(got[True]["wall"] / got[False]["wall"])
-        print(f"  pair {i}: ON {got[True]['wall']:.3f} s  OFF {got[False]['wall']:.3f} s  ratio {ratios[-1]:.3f}  "
-              f"(finish {got[True]['cost']:.3f} s, set_inputs {got[True]['set_inputs']:.3f} s)")
-    on_w, off_w = med([r["wall"] for r in on_runs]), med([r["wall"] for r in off_runs])
-    cost, set_in = med([r["cost"] for r in on_runs]), med([r["set_inputs"] for r in on_runs])
-    arch_s, arch_mb = med([r["archive_s"] for r in on_runs]), med([r["archive_mb"] for r in on_runs])
-    r0 = on_runs[0]
-    print(f"  manifest: {r0['modules']} modules, {r0['files']} data files, {r0['env']} env vars "
-          f"({r0['by_kind']}); archived {r0['archived']} ignored inputs, {arch_mb:.1f} MB gz")
-    print(f"  {'':<34} {'median':>9} {'% of OFF run':>13}")
-    print(f"  {'run, recording OFF':<34} {off_w:>7.3f} s")
-    print(f"  {'run, recording ON':<34} {on_w:>7.3f} s {pct(on_w - off_w, off_w):>12}  (ON - OFF)")
-    print(f"  {'  finish() (inputs.cost_s)':<34} {cost:>7.3f} s {pct(cost, off_w):>12}")
-    print(f"  {'  set_inputs (json + archive)':<34} {set_in:>7.3f} s {pct(set_in, off_w):>12}")
-    print(f"  {'    of which write_archive':<34} {arch_s:>7.3f} s {pct(arch_s, off_w):>12}")
-    ratio = med(ratios)
-    print(f"  median ratio ON/OFF: {ratio:.3f}; finish() + set_inputs = {pct(cost + set_in, off_w).strip()} "
-          f"of the run (goal <= 2 %: {'met' if ratio <= 1.02 and cost + set_in <= 0.02 * off_w else 'NOT met'})")
+        for arm in arms[i % 3:] + arms[:i % 3]:
+            runs[arm].append(digits_run(tmp / f"{arm}{i}", epochs, arm))
+        print(f"  round {i}: " + "  ".join(f"{a.upper()} {runs[a][-1]['wall']:.3f} s" for a in arms)
+              + f"  ON/OFF {runs['on'][-1]['wall'] / runs['off'][-1]['wall']:.3f}"
+              + f"  FIX/OFF {runs['fix'][-1]['wall'] / runs['off'][-1]['wall']:.3f}")
+
+    def m(arm: str, key: str) -> float:
+        return med([r[key] for r in runs[arm]])
+
+    off_w = m("off", "wall")
+    for arm in ("on", "fix"):
+        r0 = runs[arm][0]
+        print(f"  {arm.upper():<3} manifest: {r0['modules']} modules, {r0['files']} data files, {r0['env']} env vars, "
+              f"kinds {r0['by_kind']}; inputs.tar.gz: {r0['archived']} files, {m(arm, 'archive_mb'):.1f} MB")
+    print(f"  {'':<34} {'OFF':>9} {'ON':>9} {'ON+fix':>9}   (median; ON / ON+fix as % of the OFF run)")
+    print(f"  {'run wall time':<34} {off_w:>7.3f} s {m('on', 'wall'):>7.3f} s {m('fix', 'wall'):>7.3f} s")
+    for name, key in (("  finish() (inputs.cost_s)", "cost"), ("  set_inputs (inputs.json + archive)", "set_inputs"),
+                      ("    of which write_archive", "archive_s")):
+        print(f"  {name:<34} {'':>9} {m('on', key):>7.3f} s {m('fix', key):>7.3f} s   "
+              f"{pct(m('on', key), off_w)} / {pct(m('fix', key), off_w)}")
+    for arm in ("on", "fix"):
+        ratio = med([a["wall"] / b["wall"] for a, b in zip(runs[arm], runs["off"])])
+        post = m(arm, "cost") + m(arm, "set_inputs")
+        print(f"  {arm.upper() + '/OFF':<7} median ratio {ratio:.3f}; finish() + set_inputs {post:.3f} s = "
+              f"{pct(post, off_w).strip()} of the run (goal <= 2 %: {'met' if ratio <= 1.02 else 'NOT met'})")
     # warm vs cold stat cache: a new cache dir makes finish() hash every module file again
-    colds = []
-    for i in range(cold):
-        with cache_dir(tmp / f"cold-cache{i}"):
-            colds.append(digits_run(tmp / f"cold{i}", epochs, True))
-    if colds:
-        c_cost, c_wall = med([r["cost"] for r in colds]), med([r["wall"] for r in colds])
-        print(f"  stat cache    finish() median   run median   (finish as % of OFF run)")
-        print(f"  warm          {cost:>8.3f} s     {on_w:>7.3f} s   {pct(cost, off_w)}")
-        print(f"  cold (x{cold})     {c_cost:>8.3f} s     {c_wall:>7.3f} s   {pct(c_cost, off_w)}")
+    if cold:
+        colds: dict[str, list[dict[str, Any]]] = {"on": [], "fix": []}
+        for i in range(cold):
+            for arm in colds:
+                with cache_dir(tmp / f"cold-cache-{arm}{i}"):
+                    colds[arm].append(digits_run(tmp / f"cold-{arm}{i}", epochs, arm))
+        print(f"  stat cache  {'finish() ON':>12} {'ON+fix':>9}   (median; % of the OFF run)")
+        print(f"  warm        {m('on', 'cost'):>10.3f} s {m('fix', 'cost'):>7.3f} s   "
+              f"{pct(m('on', 'cost'), off_w)} / {pct(m('fix', 'cost'), off_w)}")
+        c_on, c_fix = (med([r["cost"] for r in colds[a]]) for a in ("on", "fix"))
+        print(f"  cold (x{cold})  {c_on:>10.3f} s {c_fix:>7.3f} s   {pct(c_on, off_w)} / {pct(c_fix, off_w)}"
+              f"   (new BOOTSTRAP_REPRO_CACHE_DIR: every module file hashed)")
 
 
-# --------------------------------------------------------------------------- 2. the training hot path (subprocesses)
-def hot_worker(mode: str, epochs: int, items: int, repeat: int) -> None:
-    """In a fresh process: fit the engine_overhead experiment ``repeat`` times; print JSON."""
+# --------------------------------------------------------------------------- 2. the training hot path (one fresh process)
+def hot_worker(epochs: int, items: int, pairs: int) -> None:
+    """In a fresh process (no audit hook yet): per-event cost of the hook, then fits without/with it; JSON out."""
+    import timeit
+
     import torch
 
     import bootstrap_repro.record._inputs as inputs_mod
@@ -230,85 +286,112 @@ def hot_worker(mode: str, epochs: int, items: int, repeat: int) -> None:
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="inputs-cost-hot-"))
-    counts: Counter[str] = Counter()
     marks: dict[str, float] = {}
+    counts: Counter[str] = Counter()
     batches = [0]
+    probe = tmp / "probe.txt"
+    probe.write_text("x")
 
     def setup(engine: Any) -> None:
         engine.register_hook("train_on_start", lambda: marks.__setitem__("start", time.perf_counter()))
         engine.register_hook("train_on_end", lambda: marks.__setitem__("end", time.perf_counter()))
-        if mode == "count":
-            engine.register_hook("train_on_start", lambda: marks.__setitem__("counting", 1))
-            engine.register_hook("train_on_end", lambda: marks.pop("counting", None))
+        if "counting" in marks:
             for m in ("train", "eval"):
                 engine.register_hook(f"{m}_on_end_batch", lambda: batches.__setitem__(0, batches[0] + 1))
 
-    def fit(d: Path, ep: int, n: int) -> float:
-        res = run(engine_overhead.Options(engine_overhead.tree(d, ep, n)), setup=setup, handle_signals=False,
-                  stream=open(os.devnull, "w"))
+    def fit(name: str, on: bool) -> float:
+        with recording(on):
+            res = run(engine_overhead.Options(engine_overhead.tree(tmp / name, epochs, items)), setup=setup,
+                      handle_signals=False, stream=open(os.devnull, "w"))
         assert res.status == "COMPLETED", res.error
+        shutil.rmtree(tmp / name, ignore_errors=True)
         return marks["end"] - marks["start"]
 
+    def per_event() -> dict[str, float]:
+        x = object()
+        n_id, n_open, n_env = 200_000, 5_000, 100_000
+        out = {"builtins.id": min(timeit.repeat(lambda: id(x), number=n_id, repeat=5)) / n_id,
+               "open+close": min(timeit.repeat(lambda: open(probe).close(), number=n_open, repeat=5)) / n_open,
+               "os.environ[HOME]": min(timeit.repeat(lambda: os.environ["HOME"], number=n_env, repeat=5)) / n_env}
+        return out
+
+    out: dict[str, Any] = {}
     try:
-        if mode == "idle":
-            InputRecorder(tmp / "idle").start().finish()  # hook installed for good, then nothing records
-        if mode == "count":
-            real_getitem = inputs_mod._tracked_getitem
+        fit("warmup", False)
+        out["micro_none"] = per_event()
+        out["fits_none"] = [fit(f"none{i}", False) for i in range(pairs)]
+        InputRecorder(tmp / "idle").start().finish()  # the hook and the environ wrapper, installed for good
+        out["micro_idle"] = per_event()
+        rec = InputRecorder(tmp / "active").start()
+        out["micro_on"] = per_event()
+        rec.stop()
+        fit("warmup-on", True)
+        idle, on = [], []
+        for i in range(pairs):
+            for arm in (("idle", "on") if i % 2 == 0 else ("on", "idle")):
+                (on if arm == "on" else idle).append(fit(f"{arm}{i}", arm == "on"))
+        out["fits_idle"], out["fits_on"] = idle, on
+        # count what the hook sees while training (a second hook, so after all timings)
+        sys.addaudithook(lambda ev, args: counts.__setitem__(ev, counts[ev] + 1) if "counting" in marks else None)
+        real_getitem = os._Environ.__getitem__
 
-            def getitem(self: Any, key: Any) -> Any:
-                if "counting" in marks:
-                    counts["os.environ[]"] += 1
-                return real_getitem(self, key)
+        def getitem(self: Any, key: Any) -> Any:
+            if "counting" in marks:
+                counts["os.environ[]"] += 1
+            return real_getitem(self, key)
 
-            inputs_mod._install()  # its environ wrapper first, then this counting one around it
-            os._Environ.__getitem__ = getitem  # type: ignore[method-assign]
-            sys.addaudithook(lambda ev, args: counts.__setitem__(ev, counts[ev] + 1) if "counting" in marks else None)
-        with recording(mode in ("on", "count")):
-            fit(tmp / "warmup", 1, 256)
-            counts.clear()
-            batches[0] = 0
-            times = [fit(tmp / f"fit{i}", epochs, items) for i in range(repeat if mode != "count" else 1)]
-        print(json.dumps({"times": times, "counts": dict(counts), "batches": batches[0]}))
+        os._Environ.__getitem__ = getitem  # type: ignore[method-assign]
+        marks["counting"] = 1
+        setup_start = setup
+
+        def counted_setup(engine: Any) -> None:
+            setup_start(engine)
+            engine.register_hook("train_on_start", lambda: counts.clear())
+            engine.register_hook("train_on_end", lambda: marks.pop("counting", None))
+
+        with recording(True):
+            res = run(engine_overhead.Options(engine_overhead.tree(tmp / "count", epochs, items)), setup=counted_setup,
+                      handle_signals=False, stream=open(os.devnull, "w"))
+        assert res.status == "COMPLETED", res.error
+        os._Environ.__getitem__ = real_getitem  # type: ignore[method-assign]
+        out["counts"], out["batches"] = dict(counts), batches[0]
+        print(json.dumps(out))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    del inputs_mod
 
 
-def spawn_hot(mode: str, epochs: int, items: int, repeat: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--hot-worker", mode, "--hot-epochs", str(epochs), "--hot-items", str(items),
-           "--hot-repeat", str(repeat)]
+def section_hot(pairs: int, epochs: int, items: int) -> None:
+    cmd = [sys.executable, __file__, "--hot-worker", "--hot-epochs", str(epochs), "--hot-items", str(items),
+           "--hot-pairs", str(pairs)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), check=False)
     if r.returncode != 0:
-        sys.exit(f"hot-path worker {mode} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def section_hot(pairs: int, epochs: int, items: int, repeat: int) -> None:
-    modes = ("none", "idle", "on")
-    print(f"\n2. training hot path: engine_overhead's Engine fit ({epochs} epochs x {items} items, batch 64, "
-          f"1 thread), train_on_start..train_on_end, best of {repeat} fits per process, {pairs} rounds of "
-          f"{'/'.join(modes)} in fresh processes:")
-    best: dict[str, list[float]] = {m: [] for m in modes}
-    for i in range(pairs):
-        order = modes[i % 3:] + modes[:i % 3]
-        for m in order:
-            best[m].append(min(spawn_hot(m, epochs, items, repeat)["times"]))
-        print(f"  round {i}: " + "  ".join(f"{m} {best[m][-1]:.3f} s" for m in modes)
-              + f"  on/none {best['on'][-1] / best['none'][-1]:.3f}")
-    counted = spawn_hot("count", epochs, items, 1)
-    nb = max(counted["batches"], 1)
-    base = med(best["none"])
-    for m in modes:
-        ratios = [a / b for a, b in zip(best[m], best["none"])]
-        print(f"  {m:<5} median fit {med(best[m]):.3f} s  {med(best[m]) / nb * 1e6:7.1f} us/batch  "
-              f"ratio to none {med(ratios):.3f} (per round: {', '.join(f'{r:.3f}' for r in ratios)})")
-    ev = Counter(counted["counts"])
-    total = sum(v for k, v in ev.items() if k != "os.environ[]")
-    top = ", ".join(f"{k} {v}" for k, v in ev.most_common(6))
-    print(f"  during training ({nb} train+eval batches): {total} audit events ({total / nb:.2f} per batch), "
-          f"{ev.get('os.environ[]', 0)} os.environ[] reads; most: {top or 'none'}")
-    on = med([a / b for a, b in zip(best["on"], best["none"])])
-    print(f"  on/none {on:.3f}, {(med(best['on']) - base) / nb * 1e6:+.1f} us/batch "
-          f"(goal ~1.00, i.e. within noise: {'met' if on <= 1.01 else 'NOT met'})")
+        sys.exit(f"hot-path worker failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    nb = max(res["batches"], 1)
+    print(f"\n2. training hot path: engine_overhead's Engine fit ({epochs} epochs x {items} items, batch 64, train + "
+          f"eval = {nb} batches, 1 thread), train_on_start..train_on_end, one fresh process:")
+    print(f"  per call              {'no hook':>9} {'idle hook':>10} {'recording':>10}")
+    for ev in res["micro_none"]:
+        print(f"  {ev:<20} {res['micro_none'][ev] * 1e9:>7.0f} ns {res['micro_idle'][ev] * 1e9:>8.0f} ns "
+              f"{res['micro_on'][ev] * 1e9:>8.0f} ns")
+    counts = Counter(res["counts"])
+    env_reads = counts.pop("os.environ[]", 0)
+    total = sum(counts.values())
+    top = ", ".join(f"{k} {v}" for k, v in counts.most_common(5))
+    print(f"  seen while training: {total} audit events ({total / nb:.2f} per batch; {top}), "
+          f"{env_reads} os.environ[] reads")
+    id_cost = res["micro_on"]["builtins.id"] - res["micro_none"]["builtins.id"]
+    none, idle, on = (med(res[f"fits_{a}"]) for a in ("none", "idle", "on"))
+    print(f"  fit, median of {pairs}:  no hook {none:.3f} s ({none / nb * 1e6:.0f} us/batch; run first, not "
+          f"interleaved)  idle hook {idle:.3f} s  recording {on:.3f} s")
+    ratio = med([a / b for a, b in zip(res["fits_on"], res["fits_idle"])])
+    est = total * id_cost / (none or 1)
+    print(f"  recording/idle median of {pairs} alternating pairs: {ratio:.3f} "
+          f"(per pair: {', '.join(f'{a / b:.3f}' for a, b in zip(res['fits_on'], res['fits_idle']))})")
+    print(f"  estimate from the per-event cost: {total / nb:.2f} events x {id_cost * 1e9:.0f} ns = "
+          f"{total / nb * id_cost * 1e6:.2f} us/batch = {100 * est:.3f} % of the fit "
+          f"(goal: no measurable overhead: {'met' if est < 0.005 and ratio <= 1.02 else 'NOT met'})")
 
 
 # --------------------------------------------------------------------------- 3. checking 10,000 data files
@@ -395,17 +478,16 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5, help="ON/OFF pairs of the digits run (section 1)")
     ap.add_argument("--epochs", type=int, default=5, help="engine.nb_epochs of the digits run (example: 30)")
     ap.add_argument("--cold", type=int, default=2, help="digits runs with an empty stat cache (section 1)")
-    ap.add_argument("--hot-pairs", type=int, default=3, help="rounds of none/idle/on processes (section 2)")
+    ap.add_argument("--hot-pairs", type=int, default=5, help="idle/recording fit pairs (section 2)")
     ap.add_argument("--hot-epochs", type=int, default=2)
     ap.add_argument("--hot-items", type=int, default=4096)
-    ap.add_argument("--hot-repeat", type=int, default=2, help="fits per process, the best counts (section 2)")
     ap.add_argument("--files", type=int, default=10_000, help="data files of section 3")
     ap.add_argument("--repeat", type=int, default=7, help="check_inputs timings (section 3)")
     ap.add_argument("--only", default="1,2,3", help="sections to run, e.g. 3 or 1,3")
-    ap.add_argument("--hot-worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--hot-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.hot_worker:
-        hot_worker(args.hot_worker, args.hot_epochs, args.hot_items, args.hot_repeat)
+        hot_worker(args.hot_epochs, args.hot_items, args.hot_pairs)
         return
     only = {s.strip() for s in args.only.split(",")}
     tmp = Path(tempfile.mkdtemp(prefix="inputs-cost-"))
@@ -421,7 +503,7 @@ def main() -> None:
         if "1" in only:
             section_digits(tmp, args.pairs, args.epochs, args.cold)
         if "2" in only:
-            section_hot(args.hot_pairs, args.hot_epochs, args.hot_items, args.hot_repeat)
+            section_hot(args.hot_pairs, args.hot_epochs, args.hot_items)
         if "3" in only:
             section_check(tmp, args.files, args.repeat)
     finally:
