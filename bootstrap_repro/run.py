@@ -35,6 +35,7 @@ from bootstrap_repro.record import (
     STOP_AFTER_EPOCH_ENV,
     InputRecorder,
     check_inputs,
+    inputs_problem,
     CacheEntry,
     ResultCache,
     RunLockedError,
@@ -164,7 +165,7 @@ def _from_cache(options: Options, exp_dir: Path, snap: Snapshot, logger: Logger)
                 continue
             changed = entry_inputs_changed(entry)
             if changed is not None:
-                stale.append(changed)
+                stale.append(key)
                 continue
             views.parse_view_option(options.get("view"))  # a bad view option fails before anything is created
             exp_dir.mkdir(parents=True, exist_ok=True)
@@ -181,17 +182,34 @@ def _from_cache(options: Options, exp_dir: Path, snap: Snapshot, logger: Logger)
             return RunResult("COMPLETED", exp_dir, cache_hit=hit, record=rec)
     if stale:
         logger.warning(f"cache: {'an entry' if len(stale) == 1 else f'{len(stale)} entries'} of key {snap.key[:12]} "
-                       f"{'was' if len(stale) == 1 else 'were'} computed from other inputs ({stale[0]}); training again")
+                       f"{'was' if len(stale) == 1 else 'were'} computed from other inputs "
+                       f"({_closest_stale(store, stale)}); training again")
     return None
 
 
 def entry_inputs_changed(entry: CacheEntry) -> str | None:
     """The first recorded input of a cache entry that is not as it was (one line), else None."""
     manifest = entry.manifest.get("inputs")
-    if not isinstance(manifest, dict):
-        return "the entry records no inputs"
+    if not isinstance(manifest, dict) or inputs_problem(manifest):
+        return "the entry records no readable inputs"
     changes = check_inputs(manifest, first_only=True)
     return changes[0].describe() if changes else None
+
+
+def _closest_stale(store: ResultCache, keys: list[str]) -> str:
+    """Of entries made from other inputs, the one with the fewest changed inputs: its changes, in one line."""
+    best: list[Any] | None = None
+    for key in keys:
+        entry = store.lookup(key)
+        manifest = entry.manifest.get("inputs") if entry is not None else None
+        if isinstance(manifest, dict) and not inputs_problem(manifest):
+            changes = check_inputs(manifest)
+            if changes and (best is None or len(changes) < len(best)):
+                best = changes
+    if not best:
+        return "its inputs are unreadable"
+    more = f" and {len(best) - 1} more" if len(best) > 1 else ""
+    return best[0].describe() + more
 
 
 def _materialise(options: Options, exp_dir: Path, entry: CacheEntry, logger: Logger, key: str) -> CacheHit:

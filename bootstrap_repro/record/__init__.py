@@ -66,6 +66,7 @@ from bootstrap_repro.record._record import (
     STATUSES,
     RunRecord,
     Snapshot,
+    inputs_problem,
     merged_inputs,
     read_inputs,
     read_record,
@@ -114,7 +115,7 @@ __all__ = [
     # re-run
     # inputs
     "Inputs", "InputRecorder", "InputChange", "StatCache", "check_inputs", "INPUTS_FILE", "INPUTS_ARCHIVE",
-    "NOT_INPUT_ENV", "read_inputs", "merged_inputs",
+    "NOT_INPUT_ENV", "read_inputs", "merged_inputs", "inputs_problem",
     "rerun", "RerunResult", "InputsChangedError", "Segment", "segments_of", "input_differences",
     "STOP_AFTER_EPOCH_ENV", "default_rerun_dir", "materialise_code",
     "compare_logs", "Comparison", "Divergence", "compare_outputs", "OutputComparison", "environment_differences",

@@ -236,8 +236,9 @@ class ResultCache:
     def publish(self, key: str, exp_dir: Path, record: dict[str, Any], inputs: dict[str, Any] | None = None) -> bool:
         """Copy the results of ``exp_dir`` into the store under ``key``; False if a sound entry was there.
 
-        ``inputs`` is the run's discovered inputs (see :mod:`._inputs`); an entry with the same key
-        but other inputs (stale: its data or helper code changed since) is replaced.
+        ``inputs`` is the run's discovered inputs (see :mod:`._inputs`).  When the key already has an
+        entry made from other inputs (its data or helper code changed since), this one is stored
+        beside it as a variant of the key (``.variants/<key>``); a damaged entry is replaced.
         """
         if not _KEY_RE.match(key):
             raise ValueError(f"key: expected 64 hex digits, got {key!r}")
@@ -249,9 +250,14 @@ class ResultCache:
             manifest, _ = self._check(candidate, hashes=False)
             old = (manifest or {}).get("inputs")
             if manifest is not None and (inputs_digest(old) if isinstance(old, dict) else None) == new_digest:
-                return False
-        if self.entry_path(base).exists() and self._check(base, hashes=False)[0] is not None:
-            key = hashlib.sha256(f"{base}:{new_digest}".encode()).hexdigest()
+                if self._check(candidate)[0] is not None:
+                    return False
+                key = candidate  # the same inputs but damaged: replaced below
+                break
+        else:
+            if self._check(base)[0] is not None:  # a sound entry of other inputs: this one goes beside it
+                key = hashlib.sha256(f"{base}:{new_digest}".encode()).hexdigest()
+        if key != base and key not in self.candidates(base):
             with self._locked(base):
                 variants = self.root / ".variants" / base
                 variants.parent.mkdir(parents=True, exist_ok=True)

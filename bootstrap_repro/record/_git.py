@@ -40,6 +40,7 @@ class GitState:
     remote: str | None  #: URL of the branch's remote (else ``origin``), credentials removed
     diff: bytes  #: ``git diff HEAD --binary``: tracked changes, staged or not
     untracked: tuple[str, ...]  #: untracked, non-ignored files, relative POSIX paths
+    tree: str | None = None  #: the commit's tree: the same content committed again has the same tree
 
 
 def find_repo_root(path: Path) -> Path | None:
@@ -126,8 +127,9 @@ def read_git_state(root: Path) -> GitState:
         repo = git.Repo(str(root))
         try:
             commit: str | None = repo.head.commit.hexsha
+            tree: str | None = repo.head.commit.tree.hexsha
         except ValueError:  # unborn HEAD: no commit yet
-            commit = None
+            commit = tree = None
         branch = None if repo.head.is_detached else repo.head.reference.name
         remote = _remote_url(repo, branch)
     base = commit or git_command(root, "hash-object", "-t", "tree", "/dev/null", what="hash-object").strip()
@@ -136,7 +138,7 @@ def read_git_state(root: Path) -> GitState:
     listed = git_command(root, "ls-files", "--others", "--exclude-standard", "-z", what="ls-files",
                          stdout_as_string=False, strip_newline_in_stdout=False)
     untracked = tuple(os.fsdecode(p) for p in listed.split(b"\0") if p)
-    return GitState(Path(root), commit, branch, remote, bytes(diff), untracked)
+    return GitState(Path(root), commit, branch, remote, bytes(diff), untracked, tree)
 
 
 def submodule_paths(root: Path) -> list[str]:

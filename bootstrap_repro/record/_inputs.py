@@ -28,6 +28,7 @@ stat cache (:class:`StatCache`, sqlite) so unchanged data is not re-read.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import hmac
 import json
@@ -78,19 +79,25 @@ NOT_INPUT_ENV: tuple[str, ...] = (
     "PYTHONBREAKPOINT", "VIRTUAL_ENV", "CI", "NO_COLOR", "FORCE_COLOR", "CLICOLOR", "TERM_PROGRAM",
     "LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_NAME",
     "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-    "LC_*", "XDG_*", "SSH_*", "GIT_*", "CONDA_*", "BOOTSTRAP_REPRO_*", "TORCHELASTIC_*", "SLURM_*",
-    "SUBMITIT_*", "PYTEST_*", "COV_*", "KUBERNETES_*", "TQDM_*", "JPY_*", "VSCODE_*",
+    "LC_*", "XDG_*", "SSH_*", "GIT_*", "CONDA_*", "BOOTSTRAP_REPRO_*", "TORCHELASTIC_*",
+    "PYTEST_*", "COV_*", "KUBERNETES_*", "TQDM_*", "JPY_*", "VSCODE_*", "USERNAME", "LNAME", "PS1", "PS2", "_",
 )
 #: Names whose values are recorded as an HMAC, never in clear.
-_SECRET_ENV_RE = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE|AUTH|COOKIE|SESSION",
-                            re.IGNORECASE)
+_SECRET_ENV_RE = re.compile(r"TOKEN|SECRET|PASS|CREDENTIAL|PRIVATE|AUTH|COOKIE|SESSION|DSN|(^|_)KEY($|_)|"
+                            r"(^|_)PAT($|_)|APIKEY|ACCESSKEY", re.IGNORECASE)
+#: A value holding ``scheme://user:password@...`` is a secret whatever its name.
+_URL_CREDENTIALS_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:[^/@\s]*@")
 #: Files never archived and never hashed in clear (``exp.secret_globs`` replaces this list).
 DEFAULT_SECRET_GLOBS: tuple[str, ...] = (
     ".env", ".env.*", "*.env", "*.pem", "*.key", "id_*", ".netrc", "credentials*", "*.p12", "*.pfx",
-    ".pgpass", "*secret*", ".git-credentials", ".pypirc",
+    ".pgpass", "*secret*", ".git-credentials", ".pypirc", "*token*", "*service_account*", "*service-account*",
 )
+#: Files in a dir of one of these names are secrets too.
+_SECRET_DIRS = (".ssh", ".gnupg", ".aws", ".kube", ".docker", "secrets", "keys", "credentials")
 #: Paths that are never data: the kernel's and the devices'.
 _SYSTEM_PREFIXES = ("/proc/", "/sys/", "/dev/", "/run/", "/etc/")
+#: Below a system prefix but data all the same (shared memory is where fast loaders keep it).
+_DATA_UNDER_SYSTEM = ("/dev/shm/",)
 
 
 def _stdlib_dirs() -> tuple[str, ...]:
@@ -122,10 +129,19 @@ def _match_env(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+@functools.lru_cache(maxsize=16)
+def _secret_re(globs: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs) or "(?!)")
+
+
 def is_secret_path(path: str | os.PathLike[str], globs: Sequence[str] = DEFAULT_SECRET_GLOBS) -> bool:
-    """Whether a file's name matches a secret glob (or it lies in a ``.ssh`` or ``.gnupg`` dir)."""
-    p = Path(path)
-    return any(fnmatch.fnmatch(p.name, g) for g in globs) or any(d in (".ssh", ".gnupg") for d in p.parts[:-1])
+    """Whether a file's name matches a secret glob (or it lies in a dir such as ``.ssh``, ``secrets``, ``keys``)."""
+    text = os.fspath(path)
+    head, name = os.path.split(text)
+    if _secret_re(tuple(globs)).match(name):
+        return True
+    parts = head.split(os.sep)
+    return any(d in parts for d in _SECRET_DIRS)
 
 
 # --------------------------------------------------------------------------- secrets: HMAC with a local key
@@ -158,7 +174,7 @@ def env_value_record(name: str, value: str | None) -> Any:
     """How a variable's value is recorded: clear, or an HMAC for a secret-looking name; None when unset."""
     if value is None:
         return None
-    if _SECRET_ENV_RE.search(name):
+    if _SECRET_ENV_RE.search(name) or _URL_CREDENTIALS_RE.search(value):
         return {"hmac": secret_digest(value.encode())}
     return value
 
@@ -197,6 +213,7 @@ class StatCache:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._pre: dict[str, tuple[str, str] | None] | None = None
 
     def _conn(self) -> sqlite3.Connection | None:
         if self._db is None:
@@ -211,7 +228,28 @@ class StatCache:
                 return None
         return self._db
 
+    def prefetch(self, paths: Sequence[str]) -> None:
+        """Load the entries of ``paths`` in a few queries (then :meth:`get` asks no more of the database)."""
+        db = self._conn()
+        if db is None:
+            return
+        found: dict[str, tuple[str, str]] = {}
+        with self._lock:
+            try:
+                for i in range(0, len(paths), 500):
+                    chunk = list(paths[i:i + 500])
+                    rows = db.execute(f"SELECT path, st, sha256 FROM files WHERE path IN ({','.join('?' * len(chunk))})",
+                                      chunk).fetchall()
+                    found.update((r[0], (r[1], r[2])) for r in rows)
+            except sqlite3.Error:
+                return
+        self._pre = {p: found.get(p) for p in paths}
+
     def get(self, path: str, st: os.stat_result) -> str | None:
+        pre = self._pre
+        if pre is not None and path in pre:
+            row = pre[path]
+            return row[1] if row and row[0] == repr(_stat_tuple(st)) else None
         db = self._conn()
         if db is None:
             return None
@@ -258,18 +296,15 @@ class Inputs:
     unfingerprintable: list[str] = field(default_factory=list)  #: one line each
     archived: list[str] = field(default_factory=list)  #: paths saved in inputs.tar.gz
     cost_s: float = 0.0  #: seconds spent fingerprinting at the end of the run
+    links: dict[str, str] = field(default_factory=dict)  #: symlink read through -> its real path
+    absent: list[str] = field(default_factory=list)  #: files looked for and not found (optional inputs)
+    resolution: dict[str, str] = field(default_factory=dict)  #: top-level module -> the file sys.path gives
 
     def to_json(self) -> dict[str, Any]:
         return {"format": 1, "modules": self.modules, "files": self.files, "dirs": self.dirs, "env": self.env,
-                "secrets": self.secrets, "unfingerprintable": self.unfingerprintable, "archived": self.archived,
+                "secrets": self.secrets, "links": self.links, "absent": self.absent, "resolution": self.resolution,
+                "unfingerprintable": self.unfingerprintable, "archived": self.archived,
                 "cost_s": round(self.cost_s, 4)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Inputs:
-        return cls(dict(data.get("modules") or {}), dict(data.get("files") or {}), dict(data.get("dirs") or {}),
-                   dict(data.get("env") or {}), dict(data.get("secrets") or {}),
-                   list(data.get("unfingerprintable") or []), list(data.get("archived") or []),
-                   float(data.get("cost_s") or 0.0))
 
     def summary(self) -> dict[str, Any]:
         """The ``inputs`` section of ``record.json`` (the full manifest is ``repro/inputs.json``)."""
@@ -292,6 +327,8 @@ def inputs_digest(manifest: Mapping[str, Any]) -> str:
         "dirs": {p: m.get("entries") for p, m in (manifest.get("dirs") or {}).items()},
         "env": manifest.get("env") or {},
         "secrets": {p: m.get("hmac") for p, m in (manifest.get("secrets") or {}).items()},
+        "links": manifest.get("links") or {}, "absent": sorted(manifest.get("absent") or []),
+        "resolution": manifest.get("resolution") or {},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -308,13 +345,19 @@ class _State:
         self.listed: set[str] = set()
         self.env_read: set[str] = set()
         self.env_set: set[str] = set()  #: variables the run itself set (library defaults): not inputs
+        self.read_first: set[str] = set()  #: read before the run wrote them: inputs even if written later
+        self.procs: set[str] = set()  #: commands run in subprocesses (their reads are not seen)
         self.env0 = dict(os.environ)
+        self._targets = {"o": self.read, "w": self.written, "l": self.listed, "e": self.env_read,
+                         "s": self.env_set, "r": self.read_first, "p": self.procs}
 
     def note(self, kind: str, value: str) -> None:
-        target = {"o": self.read, "w": self.written, "l": self.listed, "e": self.env_read, "s": self.env_set}[kind]
+        target = self._targets[kind]
         if value in target:
             return
         target.add(value)
+        if kind == "o" and value not in self.written:
+            self.note("r", value)
         if os.getpid() != self.pid:  # a forked child (DataLoader worker): tell the parent through the file
             try:
                 os.write(self.log_fd, f"{kind}\t{value}\n".encode("utf-8", "surrogateescape"))
@@ -324,6 +367,9 @@ class _State:
 
 _STATE: _State | None = None
 _INSTALLED = False
+#: Files read by every recording of this process: a later run may use data an earlier one loaded and cached
+#: in memory (an ``lru_cache`` around a loader) without reading it again, so they count for it too.
+_PROCESS_READS: set[str] = set()
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -349,6 +395,33 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         pattern = args[0]
         if isinstance(pattern, (str, bytes)):
             st.note("l", os.path.abspath(os.path.dirname(os.fsdecode(pattern)) or "."))
+    elif event in ("sqlite3.connect", "ctypes.dlopen"):  # a database, a shared library: read by C code
+        name = args[0] if args else None
+        if isinstance(name, (str, bytes, os.PathLike)):
+            text = os.fsdecode(name)
+            if text and text != ":memory:" and not text.startswith("file:") and (event == "sqlite3.connect" or "/" in text):
+                st.note("o", os.path.abspath(text))
+    elif event in _PROCESS_EVENTS:
+        st.note("p", _command_text(event, args))
+
+
+_PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn")
+
+
+def _command_text(event: str, args: tuple[Any, ...]) -> str:
+    try:
+        if event == "os.system":
+            cmd: Any = args[0]
+        elif event == "os.spawn":
+            cmd = args[2]
+        else:
+            cmd = args[1]
+        if isinstance(cmd, (list, tuple)):
+            cmd = " ".join(os.fsdecode(c) if isinstance(c, (str, bytes)) else str(c) for c in cmd)
+        text = os.fsdecode(cmd) if isinstance(cmd, (str, bytes)) else str(cmd)
+    except (IndexError, TypeError, ValueError):
+        text = event
+    return text[:120]
 
 
 _environ_getitem = os._Environ.__getitem__  # type: ignore[attr-defined]
@@ -358,19 +431,30 @@ _BULK_FILES = ("_collections_abc.py", "<frozen _collections_abc>", "os.py", "<fr
 _POINT_READS = ("get", "__contains__", "setdefault", "pop", "getenv")
 
 
+_LIBRARY_PREFIXES: tuple[str, ...] = ()
+
+
 def _tracked_getitem(self: Any, key: Any) -> Any:
     st = _STATE
-    if st is not None and self is os.environ and isinstance(key, str):
-        code = sys._getframe(1).f_code
+    if st is not None and (self is os.environ or self is getattr(os, "environb", None)):
+        frame = sys._getframe(1)
+        code = frame.f_code
         # items()/values()/copy() walk every variable (tqdm looks for TQDM_* that way): not a read of each
         if not code.co_filename.endswith(_BULK_FILES) or code.co_name in _POINT_READS:
-            st.note("e", key)
+            while frame is not None and frame.f_code.co_filename.endswith(_BULK_FILES):
+                frame = frame.f_back  # up to the code that asked (os.getenv -> Mapping.get -> here)
+            where = frame.f_code.co_filename if frame is not None else ""
+            # a library's own switches (torch's TORCHINDUCTOR_*, getpass's USERNAME) are not the run's inputs;
+            # the numerics ones are recorded anyway (ENV_ALLOWLIST), and exp.env_keys adds more
+            if not (where.startswith("<frozen") or where.startswith(_LIBRARY_PREFIXES)):
+                st.note("e", os.fsdecode(key) if isinstance(key, bytes) else str(key))
     return _environ_getitem(self, key)
 
 
 def _install() -> None:
-    global _INSTALLED
+    global _INSTALLED, _LIBRARY_PREFIXES
     if not _INSTALLED:
+        _LIBRARY_PREFIXES = (*_installed_dirs(), *_stdlib_dirs(), _framework_dir())
         sys.addaudithook(_audit)  # permanent for the process; a no-op while nothing records
         os._Environ.__getitem__ = _tracked_getitem  # type: ignore[attr-defined]
         _INSTALLED = True
@@ -449,7 +533,7 @@ class InputRecorder:
         finally:
             self._log.close()
             self._log = None
-        targets = {"o": st.read, "w": st.written, "l": st.listed, "e": st.env_read, "s": st.env_set}
+        targets = st._targets
         for line in data.splitlines():
             kind, _, value = line.partition("\t")
             if kind in targets and value:
@@ -457,10 +541,29 @@ class InputRecorder:
 
 
 def _under(path: str, prefixes: Iterable[str]) -> bool:
-    return any(path.startswith(p) for p in prefixes)
+    return path.startswith(prefixes if isinstance(prefixes, tuple) else tuple(prefixes))
 
 
-def _module_files() -> dict[str, str]:
+class _Resolver:
+    """``os.path.realpath`` with each directory resolved once (thousands of module files share a few dirs)."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, str] = {}
+
+    def dir(self, d: str) -> str:
+        real = self._dirs.get(d)
+        if real is None:
+            real = self._dirs[d] = os.path.realpath(d)
+        return real
+
+    def __call__(self, path: str) -> str:
+        path = os.path.abspath(path)
+        head, tail = os.path.split(path)
+        joined = os.path.join(self.dir(head), tail)
+        return os.path.realpath(joined) if os.path.islink(joined) else joined
+
+
+def _module_files(resolve: _Resolver) -> dict[str, str]:
     """``realpath -> module name`` of every loaded module with a source or extension file."""
     out: dict[str, str] = {}
     for name, mod in list(sys.modules.items()):
@@ -469,7 +572,7 @@ def _module_files() -> dict[str, str]:
             continue
         if file.endswith(".pyc") and getattr(getattr(mod, "__spec__", None), "origin", None):
             file = mod.__spec__.origin  # type: ignore[union-attr]
-        out.setdefault(os.path.realpath(file), name)
+        out.setdefault(resolve(file), name)
     return out
 
 
@@ -518,9 +621,10 @@ class _BytesIn:
         return f
 
 
-def _stat_meta(s: os.stat_result) -> dict[str, int]:
+def _stat_meta(s: os.stat_result, now_ns: int | None = None) -> dict[str, int]:
     """What :func:`check_inputs` compares before reading a file again."""
-    return {"size": s.st_size, "mtime_ns": s.st_mtime_ns, "ino": s.st_ino, "hashed_ns": time.time_ns()}
+    return {"size": s.st_size, "mtime_ns": s.st_mtime_ns, "ctime_ns": s.st_ctime_ns, "ino": s.st_ino,
+            "hashed_ns": time.time_ns() if now_ns is None else now_ns}
 
 
 def _kind_outside(path: str, installed: tuple[str, ...]) -> str:
@@ -542,37 +646,58 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
 
     def is_stdlib(p: str) -> bool:
         return _under(p, stdlib) and not _under(p, installed)
-    modules = _module_files()
-    written = {os.path.realpath(p) for p in st.written}
+    resolve = _Resolver()
+    now_ns = time.time_ns()
+    modules = _module_files(resolve)
+    # written by the run before it read them (or never read): outputs, not inputs
+    written = {resolve(p) for p in st.written} - {resolve(p) for p in st.read_first}
     inputs = Inputs()
     pending: list[tuple[str, os.stat_result, str]] = []
     ignored_devices = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/tty", "/dev/full"}
+    inputs.unfingerprintable += [f"a subprocess ran ({cmd}): what it reads is not seen" for cmd in sorted(st.procs)]
 
+    # bytecode read in place of its source (a valid .pyc): the source is the input
+    for raw in st.read:
+        if raw.endswith(".pyc") and os.path.basename(os.path.dirname(raw)) == "__pycache__":
+            src = os.path.join(os.path.dirname(os.path.dirname(raw)), os.path.basename(raw).split(".", 1)[0] + ".py")
+            real = resolve(src)
+            if real not in modules and os.path.isfile(real):
+                modules[real] = "?"
     # modules
     launchers = tuple(os.path.realpath(os.path.join(d, "bin")) + "/" for d in {sys.prefix, sys.base_prefix})
-    mod_paths = [p for p in modules if not _under(p, skip) and not is_stdlib(p) and os.path.isfile(p)
+    mod_paths = [p for p in modules if not _under(p, skip) and not is_stdlib(p)
                  and not (modules[p] == "__main__" and _under(p, launchers))]  # a console script: the framework
-    # data files (read, never written by the run, not a module, not bytecode)
+    # data files (read, not written by the run before, not a module, not bytecode)
     data_paths = []
-    for raw in sorted(st.read):
-        p = os.path.realpath(raw)
+    for raw in sorted(st.read | _PROCESS_READS):  # earlier runs of this process: data they cached in memory
+        p = resolve(raw)
         if p in written or p in modules or p.endswith(".pyc") or "/.git/" in p or _under(p, skip[:2]):
             continue
-        if _under(p, skip[2:]) or is_stdlib(p) or raw in ignored_devices:
-            if raw.startswith("/dev/") and raw not in ignored_devices and not raw.startswith("/dev/shm/"):
+        if (_under(p, skip[2:]) or is_stdlib(p) or raw in ignored_devices) and not _under(p, _DATA_UNDER_SYSTEM):
+            if raw.startswith("/dev/") and raw not in ignored_devices:
                 inputs.unfingerprintable.append(f"{raw}: a device file")
             continue
+        if not os.path.lexists(p):  # looked for and not there (an optional file): its absence is an input
+            inputs.absent.append(p)
+            continue
+        if p != os.path.abspath(raw):  # read through a symlink: where it points is an input too
+            inputs.links[os.path.abspath(raw)] = p
         data_paths.append(p)
-    dir_paths = sorted({os.path.realpath(p) for p in st.listed})
+    dir_paths = sorted({resolve(p) for p in st.listed})
     sys_path_dirs = {os.path.realpath(p or ".") for p in sys.path}
-    kinds = _git_kinds(git_root, [*mod_paths, *data_paths, *dir_paths])
+    # installed files are `installed` even inside the repo (a git-ignored .venv/): git is asked about the rest
+    kinds = {p: "installed" for p in (*mod_paths, *data_paths, *dir_paths) if _under(p, installed)}
+    kinds.update(_git_kinds(git_root, [p for p in (*mod_paths, *data_paths, *dir_paths) if p not in kinds]))
+    cache.prefetch([*mod_paths, *data_paths])
     for p in mod_paths:
         try:
             s = os.stat(p)
+            if not stat.S_ISREG(s.st_mode):
+                continue
             digest = cache.hash(p, s, pending)
         except OSError:
             continue
-        inputs.modules[p] = {"module": modules[p], "sha256": digest, **_stat_meta(s),
+        inputs.modules[p] = {"module": modules[p], "sha256": digest, **_stat_meta(s, now_ns),
                              "kind": kinds.get(p) or _kind_outside(p, installed)}
     for p in data_paths:
         kind = kinds.get(p) or _kind_outside(p, installed)
@@ -580,8 +705,7 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
             s = os.stat(p)
         except OSError:
             continue  # gone since (a temporary file of a library)
-        if stat.S_ISDIR(s.st_mode):
-            dir_paths.append(p)
+        if stat.S_ISDIR(s.st_mode):  # opened, not listed (an fsync of a dir): no input
             continue
         if not stat.S_ISREG(s.st_mode):
             inputs.unfingerprintable.append(f"{p}: not a regular file ({stat.filemode(s.st_mode)[0]})")
@@ -601,7 +725,7 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
             digest = cache.hash(p, s, pending)
         except OSError:
             continue
-        inputs.files[p] = {"sha256": digest, **_stat_meta(s), "kind": kind}
+        inputs.files[p] = {"sha256": digest, **_stat_meta(s, now_ns), "kind": kind}
     for p in sorted(set(dir_paths)):
         if (_under(p + "/", skip) or is_stdlib(p + "/") or exp_dir.startswith(p + "/") or p in sys_path_dirs or "/.git" in p
                 or os.path.isfile(os.path.join(p, "__init__.py")) or _under(p + "/", installed)):
@@ -616,8 +740,35 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
     names |= set(cfg.env_keys)
     for n in sorted(names):
         inputs.env[n] = env_value_record(n, st.env0.get(n))
+    inputs.resolution = _resolution(modules, (*skip[2:], *stdlib), installed)
     cache.put(pending)
+    cache._pre = None
+    _PROCESS_READS.update(st.read)
     return inputs
+
+
+def _resolution(modules: Mapping[str, str], skip: tuple[str, ...], installed: tuple[str, ...]) -> dict[str, str]:
+    """``top-level module -> file`` as ``sys.path`` resolves it now (a shadowing helper later resolves elsewhere)."""
+    from importlib.machinery import PathFinder
+
+    out = {}
+    for path, name in modules.items():
+        if "." in name or name in ("?", "__main__") or (_under(path, skip) and not _under(path, installed)):
+            continue
+        spec = PathFinder.find_spec(name)
+        if spec is not None and spec.origin and os.path.realpath(spec.origin) == path:
+            out[name] = path
+    return out
+
+
+def _resolves_to(name: str) -> str | None:
+    from importlib.machinery import PathFinder
+
+    try:
+        spec = PathFinder.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return os.path.realpath(spec.origin) if spec is not None and spec.origin else None
 
 
 # --------------------------------------------------------------------------- checking
@@ -639,6 +790,12 @@ class InputChange:
                 return "a secret value"
             s = str(v)
             return s[:12] if re.fullmatch(r"[0-9a-f]{64}", s) else repr(s) if self.what == "env" else s
+        if self.what == "link":
+            return f"symlink {self.name} points elsewhere (recorded {self.recorded}, now {self.current or 'missing'})"
+        if self.what == "absent":
+            return f"{self.name} exists now (the run looked for it and found none)"
+        if self.what == "resolution":
+            return f"import {self.name} resolves elsewhere (recorded {self.recorded}, now {self.current or 'not found'})"
         label = {"env": "$", "module": "module ", "file": "", "dir": "dir ", "secret": "secret file "}[self.what]
         return f"{label}{self.name} changed (recorded {show(self.recorded)}, now {show(self.current)})"
 
@@ -653,7 +810,7 @@ def _file_now(path: str, meta: Mapping[str, Any], cache: StatCache | None,
     if not stat.S_ISREG(s.st_mode):
         return None
     if (s.st_size == meta.get("size") and s.st_mtime_ns == meta.get("mtime_ns") and s.st_ino == meta.get("ino")
-            and meta.get("hashed_ns", 0) - s.st_mtime_ns > _RACY_NS):
+            and s.st_ctime_ns == meta.get("ctime_ns") and meta.get("hashed_ns", 0) - s.st_mtime_ns > _RACY_NS):
         return str(meta.get("sha256"))
     if s.st_size != meta.get("size"):
         return f"size {s.st_size}"
@@ -699,6 +856,18 @@ def check_inputs(manifest: Mapping[str, Any], *, kinds: Sequence[str] | None = N
             current = environ.get(name)
             if not env_matches(recorded, current):
                 out.append(InputChange("env", name, recorded, env_value_record(name, current)))
+    if kinds is None:  # where things are found (a rerun builds its own paths)
+        for link, target in (manifest.get("links") or {}).items():
+            now_target = os.path.realpath(link) if os.path.lexists(link) else None
+            if now_target != target:
+                out.append(InputChange("link", link, target, now_target))
+        for path in manifest.get("absent") or []:
+            if os.path.lexists(path):
+                out.append(InputChange("absent", path, "absent", "present"))
+        for name, path in (manifest.get("resolution") or {}).items():
+            now_path = _resolves_to(name)
+            if now_path != path:
+                out.append(InputChange("resolution", name, path, now_path))
     if kinds is None or "secret" in kinds:
         for path, meta in (manifest.get("secrets") or {}).items():
             try:

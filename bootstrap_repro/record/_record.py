@@ -46,6 +46,7 @@ __all__ = [
     "record_path",
     "read_inputs",
     "merged_inputs",
+    "inputs_problem",
     "SEGMENTS_DIR",
 ]
 
@@ -353,9 +354,29 @@ def read_inputs(exp_dir: Path, rel: str) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise RecordError(f"{path}: unreadable ({exc}); the record is damaged") from None
-    if not isinstance(data, dict):
-        raise RecordError(f"{path}: not a JSON object; the record is damaged")
+    problem = inputs_problem(data)
+    if problem:
+        raise RecordError(f"{path}: {problem}; the record is damaged")
     return data
+
+
+def inputs_problem(data: Any) -> str | None:
+    """What is wrong with the shape of an ``inputs.json`` (None: nothing)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for section in ("modules", "files", "dirs", "secrets"):
+        value = data.get(section, {})
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items()):
+            return f"{section!r} is not an object of objects"
+    for section in ("env", "links", "resolution"):
+        value = data.get(section, {})
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            return f"{section!r} is not an object"
+    for section in ("absent", "archived", "unfingerprintable"):
+        value = data.get(section, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"{section!r} is not a list of strings"
+    return None
 
 
 def merged_inputs(exp_dir: Path, data: dict[str, Any]) -> dict[str, Any] | None:

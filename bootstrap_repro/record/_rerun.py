@@ -338,6 +338,11 @@ def input_problems(seg: Segment, environ: dict[str, str]) -> list[str]:
     for name, recorded in (seg.inputs.get("env") or {}).items():
         if isinstance(recorded, dict) and not env_matches(recorded, environ.get(name)):  # a secret value
             out.append(f"${name} is not the recorded (secret) value; set it as it was for the run")
+    prefix = _root_prefix(seg.code)
+    for link, target in (seg.inputs.get("links") or {}).items():  # outside the repo: must point where it did
+        now = os.path.realpath(link) if os.path.lexists(link) else None
+        if not link.startswith(prefix) and now != target:
+            out.append(f"symlink {link} points elsewhere (recorded {target}, now {now or 'missing'}) [external]")
     return out
 
 
@@ -354,12 +359,19 @@ def _restore_inputs(seg: Segment, tree: Path, rpath: Path) -> None:
     archived = set(seg.inputs.get("archived") or [])
     for section in ("modules", "files", "secrets"):
         for p, meta in (seg.inputs.get(section) or {}).items():
-            if meta.get("kind") != "ignored" or p in archived or not p.startswith(prefix):
+            if p in archived or not p.startswith(prefix):
+                continue
+            if meta.get("kind") != "ignored" and section != "secrets":  # restored by the worktree
                 continue
             target = tree / p[len(prefix):]
             if not target.exists() and Path(p).is_file():  # checked unchanged by input_problems
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(p)
+    for link, target in (seg.inputs.get("links") or {}).items():  # ignored symlinks of the repo, as they were
+        if link.startswith(prefix) and not os.path.lexists(tree / link[len(prefix):]):
+            (tree / link[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+            inside = target.startswith(prefix)
+            (tree / link[len(prefix):]).symlink_to(tree / target[len(prefix):] if inside else target)
     for p, meta in (seg.inputs.get("dirs") or {}).items():  # a listed dir: its other entries, as links
         if meta.get("kind") != "ignored" or not p.startswith(prefix) or not Path(p).is_dir():
             continue

@@ -212,7 +212,8 @@ class CodeSnapshot:
         """sha256 of the code: commit + diff + untracked content (+ plugins outside the repo), or the plugins' source."""
         if self.git is not None:
             payload: dict[str, Any] = {
-                "git": True, "commit": self.git.commit, "diff": _sha256(self.git.diff),
+                # the tree, not the commit: committing the same content again (or amending a message) is no change
+                "git": True, "tree": self.git.tree or self.git.commit, "diff": _sha256(self.git.diff),
                 "untracked": self.untracked_sha256(), "external": self.external,
                 "submodules": {m.path: m.fingerprint() for m in self.submodules},
                 "plugins": [[p.key, p.module] for p in self.plugins],  # which hook modules attach, too
@@ -281,7 +282,7 @@ class SubmoduleSnapshot:
         return _sha256("\n".join(u.digest for u in sorted(self.untracked, key=lambda u: u.path)).encode())
 
     def fingerprint(self) -> list[Any]:
-        return [self.git.commit, _sha256(self.git.diff), self.untracked_sha256()]
+        return [self.git.tree or self.git.commit, _sha256(self.git.diff), self.untracked_sha256()]
 
     def to_record(self) -> dict[str, Any]:
         return {
