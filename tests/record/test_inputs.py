@@ -156,3 +156,77 @@ def test_the_same_command_after_an_input_changed_says_so(capsys, tiny_file, tmp_
     assert err.startswith(f"error: exp.dir: {tmp_path / 'exp'} holds this experiment, but an input it read is not "
                           f"as it was ({data.resolve()} changed (recorded ")
     assert err.endswith("); choose a new --exp.dir to train with the inputs as they are now\n")
+
+
+def test_what_an_adversarial_user_tried(tmp_path, monkeypatch):
+    """Symlinks, optional files, sqlite, shadowed imports, preserved mtimes, library switches, secrets."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "v1.txt").write_text("1")
+    (data / "v2.txt").write_text("2")
+    (data / "current.txt").symlink_to("v1.txt")
+    db = tmp_path / "table.db"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE t (x)")
+        c.execute("INSERT INTO t VALUES (1)")
+    lib_a, lib_b = tmp_path / "libA", tmp_path / "libB"
+    lib_a.mkdir()
+    lib_b.mkdir()
+    name = f"shadowed_{os.getpid()}"
+    (lib_a / f"{name}.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(lib_a))
+    same_size = tmp_path / "same.bin"
+    same_size.write_bytes(b"a" * 64)
+    _old(same_size)
+    monkeypatch.setenv("DB_PASS", "hunter2")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:pw-xyz@h/db")
+
+    def body() -> None:
+        (data / "current.txt").read_text()
+        try:
+            open(tmp_path / "override.yaml").read()   # optional: not there
+        except FileNotFoundError:
+            pass
+        with sqlite3.connect(db) as c:
+            c.execute("SELECT x FROM t").fetchall()
+        __import__(name)
+        same_size.read_bytes()
+        os.environ.get("DB_PASS")
+        os.environ.get("DATABASE_URL")
+
+    m = record(tmp_path, body)
+    assert m["links"] == {str(data / "current.txt"): str((data / "v1.txt").resolve())}
+    assert m["absent"] == [str((tmp_path / "override.yaml").resolve())]
+    assert str(db.resolve()) in m["files"]
+    assert m["resolution"][name] == str((lib_a / f"{name}.py").resolve())
+    text = json.dumps(m)
+    assert "hunter2" not in text and "pw-xyz" not in text
+    assert set(m["env"]["DB_PASS"]) == {"hmac"} and set(m["env"]["DATABASE_URL"]) == {"hmac"}
+    assert not any(k.startswith("TORCHINDUCTOR") for k in m["env"])  # a library's own switches
+    assert check_inputs(m) == []
+    (data / "current.txt").unlink()
+    (data / "current.txt").symlink_to("v2.txt")
+    (tmp_path / "override.yaml").write_text("lr: 1\n")
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE t SET x = 2")
+    (lib_b / f"{name}.py").write_text("X = 2\n")
+    monkeypatch.syspath_prepend(str(lib_b))  # the same import now finds another file
+    st = same_size.stat()
+    same_size.write_bytes(b"b" * 64)
+    os.utime(same_size, ns=(st.st_atime_ns, st.st_mtime_ns))  # cp -p / touch -r: mtime and size kept
+    changes = [c.describe() for c in check_inputs(m)]
+    assert f"symlink {data / 'current.txt'} points elsewhere (recorded {(data / 'v1.txt').resolve()}, now " \
+           f"{(data / 'v2.txt').resolve()})" in changes
+    assert f"{(tmp_path / 'override.yaml').resolve()} exists now (the run looked for it and found none)" in changes
+    assert any(c.startswith(f"{db.resolve()} changed") for c in changes)
+    assert any(c.startswith(f"{same_size.resolve()} changed") for c in changes)
+    assert f"import {name} resolves elsewhere (recorded {(lib_a / f'{name}.py').resolve()}, now " \
+           f"{(lib_b / f'{name}.py').resolve()})" in changes
+    # a subprocess reads what the recorder cannot see: such a run is not cached
+    m = record(tmp_path, lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
+    assert any(u.startswith("a subprocess ran (") and u.endswith("): what it reads is not seen")
+               for u in m["unfingerprintable"])
