@@ -668,6 +668,7 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
     mod_paths = [p for p in modules if not _under(p, skip) and not is_stdlib(p)
                  and not (modules[p] == "__main__" and _under(p, launchers))]  # a console script: the framework
     # data files (read, not written by the run before, not a module, not bytecode)
+    sys_path_dirs = {os.path.realpath(p or ".") for p in sys.path}
     data_paths = []
     for raw in sorted(st.read | _PROCESS_READS):  # earlier runs of this process: data they cached in memory
         p = resolve(raw)
@@ -678,13 +679,13 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
                 inputs.unfingerprintable.append(f"{raw}: a device file")
             continue
         if not os.path.lexists(p):  # looked for and not there (an optional file): its absence is an input
-            inputs.absent.append(p)
+            if p not in sys_path_dirs:  # (not the import system probing python3X.zip)
+                inputs.absent.append(p)
             continue
         if p != os.path.abspath(raw):  # read through a symlink: where it points is an input too
             inputs.links[os.path.abspath(raw)] = p
         data_paths.append(p)
     dir_paths = sorted({resolve(p) for p in st.listed})
-    sys_path_dirs = {os.path.realpath(p or ".") for p in sys.path}
     # installed files are `installed` even inside the repo (a git-ignored .venv/): git is asked about the rest
     kinds = {p: "installed" for p in (*mod_paths, *data_paths, *dir_paths) if _under(p, installed)}
     kinds.update(_git_kinds(git_root, [p for p in (*mod_paths, *data_paths, *dir_paths) if p not in kinds]))
