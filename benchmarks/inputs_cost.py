@@ -210,8 +210,9 @@ def section_digits(tmp: Path, pairs: int, epochs: int, cold: int) -> None:
         print(f"  {name:<36} {'':>9} {m('on', key):>7.3f} s   {pct(m('on', key), off_w)}")
     ratios = [a["wall"] / b["wall"] for a, b in zip(runs["on"], runs["off"])]
     post = m("on", "cost") + m("on", "set_inputs")
-    print(f"  ON/OFF median ratio {med(ratios):.3f} (per pair {min(ratios):.3f}..{max(ratios):.3f}: the machine's "
-          f"noise); finish() + set_inputs {post:.3f} s = {pct(post, off_w).strip()} of the OFF run "
+    print(f"  ON/OFF median ratio {med(ratios):.3f} (per pair {min(ratios):.3f}..{max(ratios):.3f}; wall times move with "
+          f"the machine's load, the verdict uses the cost: the hook's share while training is section 2's)")
+    print(f"  finish() + set_inputs {post:.3f} s = {pct(post, off_w).strip()} of the OFF run "
           f"(goal <= 2 %: {'met' if post <= 0.02 * off_w else 'NOT met'})")
     # warm vs cold stat cache: a new cache dir makes finish() hash every module file again
     if cold:

@@ -433,14 +433,21 @@ def run(
                                       overrides=check_resume_options(options, exp_dir) if resume else None)
                 rec.data.setdefault("runtime", {})["engine"] = engine_facts(engine)
                 rec.save()
+                done: list[bool] = []
+
+                def record_inputs() -> None:  # once; under DDP before the ranks part (see _run_locked)
+                    if not done:
+                        done.append(True)
+                        _record_inputs(rec, recorder, snap, options, engine)
+
                 try:
                     result = _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals,
-                                         True, rec)
+                                         True, rec, record_inputs)
                 except BaseException as exc:
-                    _record_inputs(rec, recorder, snap, options, engine)
+                    record_inputs()
                     rec.end("INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED", exc)
                     raise
-                _record_inputs(rec, recorder, snap, options, engine)
+                record_inputs()
                 rec.end(result.status, result.error)
                 result.record = rec
                 if cache and rec.cacheable:
@@ -471,7 +478,7 @@ def _publish(rec: RunRecord, exp_dir: Path, result: RunResult) -> None:
 def _run_locked(
     engine: Any, options: Options, logger: Logger, exp_dir: Path, resume: str | None,
     eval_only: bool, setup: Callable[[Any], None] | None, handle_signals: bool, writer: bool,
-    rec: RunRecord | None = None,
+    rec: RunRecord | None = None, before_teardown: Callable[[], None] | None = None,
 ) -> RunResult:
     from bootstrap_repro import views
     from bootstrap_repro.engines import Checkpointer, StopRun
@@ -541,6 +548,11 @@ def _run_locked(
             status, error = "FAILED", exc
             logger.error(f"Writing the last checkpoint failed: {exc!r}")
         logger.close()
+        if before_teardown is not None and engine.dist.enabled:
+            try:  # rank 0's fingerprinting while the other ranks wait at the barrier, not after they exit
+                before_teardown()
+            except Exception as exc:  # noqa: BLE001 - reported by the caller's second call
+                logger.error(f"Recording the inputs failed: {exc!r}")
         if engine.dist.enabled:
             import torch.distributed as dist
 

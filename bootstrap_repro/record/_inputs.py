@@ -347,9 +347,10 @@ class _State:
         self.env_set: set[str] = set()  #: variables the run itself set (library defaults): not inputs
         self.read_first: set[str] = set()  #: read before the run wrote them: inputs even if written later
         self.procs: set[str] = set()  #: commands run in subprocesses (their reads are not seen)
+        self.appended: set[str] = set()  #: logs and journals the run appends to: outputs, even if read first
         self.env0 = dict(os.environ)
         self._targets = {"o": self.read, "w": self.written, "l": self.listed, "e": self.env_read,
-                         "s": self.env_set, "r": self.read_first, "p": self.procs}
+                         "s": self.env_set, "r": self.read_first, "p": self.procs, "a": self.appended}
 
     def note(self, kind: str, value: str) -> None:
         target = self._targets[kind]
@@ -382,7 +383,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         if isinstance(path, int) or path is None:
             return
         writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
-        st.note("w" if writing else "o", os.path.abspath(os.fsdecode(path)))
+        appending = "a" in mode if isinstance(mode, str) else bool((flags or 0) & os.O_APPEND)
+        st.note("a" if appending else "w" if writing else "o", os.path.abspath(os.fsdecode(path)))
     elif event in ("os.listdir", "os.scandir"):
         path = args[0] if args else "."
         if isinstance(path, int):
@@ -553,7 +555,13 @@ class _Resolver:
     def dir(self, d: str) -> str:
         real = self._dirs.get(d)
         if real is None:
-            real = self._dirs[d] = os.path.realpath(d)
+            parent, name = os.path.split(d)
+            if not name or parent == d:
+                real = os.path.realpath(d)  # the root
+            else:  # from the resolved parent: one lstat per new component
+                joined = os.path.join(self.dir(parent), name)
+                real = os.path.realpath(joined) if os.path.islink(joined) else joined
+            self._dirs[d] = real
         return real
 
     def __call__(self, path: str) -> str:
@@ -650,7 +658,7 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
     now_ns = time.time_ns()
     modules = _module_files(resolve)
     # written by the run before it read them (or never read): outputs, not inputs
-    written = {resolve(p) for p in st.written} - {resolve(p) for p in st.read_first}
+    written = ({resolve(p) for p in st.written} - {resolve(p) for p in st.read_first}) | {resolve(p) for p in st.appended}
     inputs = Inputs()
     pending: list[tuple[str, os.stat_result, str]] = []
     ignored_devices = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/tty", "/dev/full"}
@@ -671,6 +679,8 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
     sys_path_dirs = {os.path.realpath(p or ".") for p in sys.path}
     data_paths = []
     for raw in sorted(st.read | _PROCESS_READS):  # earlier runs of this process: data they cached in memory
+        if raw.endswith(".pyc"):  # bytecode read by imports (handled above): never data
+            continue
         p = resolve(raw)
         if p in written or p in modules or p.endswith(".pyc") or "/.git/" in p or _under(p, skip[:2]):
             continue
@@ -744,7 +754,7 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
     inputs.resolution = _resolution(modules, (*skip[2:], *stdlib), installed)
     cache.put(pending)
     cache._pre = None
-    _PROCESS_READS.update(st.read)
+    _PROCESS_READS.update(p for p in st.read if not p.endswith(".pyc"))
     return inputs
 
 

@@ -318,8 +318,12 @@ def _root_prefix(code: dict[str, Any]) -> str:
     return os.path.realpath(str(code.get("root") or "/nonexistent")).rstrip("/") + "/"
 
 
-def input_problems(seg: Segment, environ: dict[str, str]) -> list[str]:
-    """Each recorded input of ``seg`` that the re-run can neither restore nor find as it was (one line each)."""
+def input_problems(seg: Segment, environ: dict[str, str], in_image: bool = False) -> list[str]:
+    """Each recorded input of ``seg`` that the re-run can neither restore nor find as it was (one line each).
+
+    ``in_image``: the run was made in a Docker image that the re-run uses again; its installed
+    files are the image's (pinned by its id), not this host's.
+    """
     if seg.inputs is None:
         return []
     archived = set(seg.inputs.get("archived") or [])
@@ -327,7 +331,7 @@ def input_problems(seg: Segment, environ: dict[str, str]) -> list[str]:
     ignored_files = {p: m for section in ("modules", "files") for p, m in (seg.inputs.get(section) or {}).items()
                      if m.get("kind") == "ignored" and p not in archived}
     outside = {k: v for k, v in seg.inputs.items() if k in ("modules", "files", "dirs", "secrets")}
-    kinds = ("external", "installed", "ignored", "secret")
+    kinds = ("external", "ignored", "secret") if in_image else ("external", "installed", "ignored", "secret")
     for change in check_inputs(outside, kinds=kinds, environ=environ):
         if change.kind == "ignored" and change.name not in ignored_files and change.what != "secret" \
                 and change.what != "dir":
@@ -465,8 +469,9 @@ def rerun(
         if not seg.options.is_file():
             raise RecordNotFoundError(f"{seg.options}: missing, the record names it; the experiment dir is incomplete")
     warnings: list[str] = []
+    in_image = (record.get("runtime") or {}).get("kind") == "docker"
     problems = [f"segment {seg.index}: {line}" if len(segments) > 1 else line
-                for seg in segments for line in input_problems(seg, dict(os.environ))]
+                for seg in segments for line in input_problems(seg, dict(os.environ), in_image)]
     if problems and not allow_changed:
         raise InputsChangedError(
             f"rerun: {len(problems)} input(s) of {exp_dir} are not as recorded: {'; '.join(problems)}; "
