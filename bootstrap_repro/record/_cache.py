@@ -32,7 +32,7 @@ from typing import Any
 
 from bootstrap_repro.fileio import atomic_write_json
 from bootstrap_repro.record._errors import CacheEntryNotFoundError
-from bootstrap_repro.record._inputs import inputs_digest
+from bootstrap_repro.record._inputs import _sha256_file, inputs_digest
 from bootstrap_repro.record._lock import LOCK_NAME, file_lock
 
 __all__ = ["ResultCache", "CacheEntry", "EntryInfo", "GcReport", "cache_root", "CACHE_DIR_ENV", "NO_CACHE_ENV"]
@@ -87,14 +87,6 @@ def _copy_hashing(src: Path, dst: Path) -> tuple[int, str]:
         fo.flush()
         os.fsync(fo.fileno())
     return size, h.hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _dir_size(path: Path) -> int:

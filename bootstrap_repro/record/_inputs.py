@@ -187,7 +187,7 @@ def env_matches(recorded: Any, current: str | None) -> bool:
 
 
 # --------------------------------------------------------------------------- hashing with a stat cache
-def _sha256_file(path: str) -> str:
+def _sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
