@@ -18,6 +18,7 @@ __all__ = [
     "HookError",
     "ExperimentExistsError",
     "CheckpointError",
+    "UnsafePathError",
     "did_you_mean",
 ]
 
@@ -52,3 +53,8 @@ def did_you_mean(name: str, candidates: Iterable[str], prefix: str = "") -> str:
     """Return ``"; did you mean X?"`` for the closest candidate, or ``""``."""
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"; did you mean {prefix}{matches[0]}?" if matches else ""
+
+
+class UnsafePathError(ReproError, ValueError):
+    """A path read from an experiment dir, a journal, a manifest or an archive that would lead outside it,
+    or a symlink where a file of the platform is expected."""

@@ -156,10 +156,21 @@ def commit_group(
     _fsync_dir(directory)
 
 
+def _plain_name(name: object) -> bool:
+    """A single file name of the directory: no separator, not ``.``/``..``, no NUL."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\0" not in name
+
+
 def _roll_forward(directory: Path, staged: Mapping[str, str]) -> None:
+    """Rename the staged files of a journal into place; entries naming anything but a staged file of this
+    directory (a crafted journal: ``../``, absolute paths, symlinks) are ignored."""
+    if not isinstance(staged, Mapping):
+        return
     for fname, tmp_name in staged.items():
+        if not (_plain_name(fname) and _plain_name(tmp_name) and str(tmp_name).endswith(_STAGED_SUFFIX)):
+            continue
         tmp = directory / tmp_name
-        if tmp.exists():
+        if tmp.is_file() and not tmp.is_symlink() and not (directory / fname).is_symlink():
             os.replace(tmp, directory / fname)
 
 
@@ -173,6 +184,8 @@ def recover_groups(directory: PathLike) -> list[str]:
         return []
     recovered = []
     for journal in sorted(directory.glob("*" + JOURNAL_SUFFIX)):
+        if journal.is_symlink():  # not ours: a journal is a file this code wrote
+            continue
         try:
             staged = json.loads(journal.read_text())["files"]
         except (OSError, ValueError, KeyError, TypeError):

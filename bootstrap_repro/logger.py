@@ -16,6 +16,7 @@ per-batch loss costs no host synchronisation.  This module does not import torch
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bootstrap_repro._current import Activatable
+from bootstrap_repro.errors import UnsafePathError
 from bootstrap_repro.fileio import atomic_write_text
 
 __all__ = ["Logger", "read_logs"]
@@ -146,7 +148,15 @@ class Logger(Activatable):
         self.dir.mkdir(parents=True, exist_ok=True)
         if load and self.json_path and self.json_path.exists():
             self.values = read_logs(self.json_path)
-        self._txt = open(self.dir / f"{self.name}.txt", "a", encoding="utf-8")
+        path = self.dir / f"{self.name}.txt"
+        try:  # an experiment dir you did not write may hold a symlink here: never append through it
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePathError(f"{path}: is a symlink; bootstrap-repro appends to its own file only "
+                                      f"(remove it: rm {path})") from None
+            raise
+        self._txt = os.fdopen(fd, "a", encoding="utf-8")
         for line in self._buffer:
             self._txt.write(line + "\n")
         self._txt.flush()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bootstrap_repro.errors import UnsafePathError
 from bootstrap_repro.fileio import atomic_write_json
 from bootstrap_repro.record._errors import CacheEntryNotFoundError
 from bootstrap_repro.record._inputs import _sha256_file, inputs_digest
@@ -87,6 +88,12 @@ def _copy_hashing(src: Path, dst: Path) -> tuple[int, str]:
         fo.flush()
         os.fsync(fo.fileno())
     return size, h.hexdigest()
+
+
+def _safe_rel(rel: Any) -> bool:
+    """A relative path that stays inside its dir: no absolute path, no ``..``, no NUL."""
+    return (isinstance(rel, str) and bool(rel) and not rel.startswith("/") and "\0" not in rel
+            and ".." not in Path(rel).parts)
 
 
 def _dir_size(path: Path) -> int:
@@ -177,7 +184,11 @@ class ResultCache:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return None, f"{MANIFEST} unreadable ({exc})"
         for rel, meta in files.items():
+            if not _safe_rel(rel) or not isinstance(meta, dict) or (meta.get("link") and not _safe_rel(meta["link"])):
+                return None, f"{MANIFEST} names {rel!r}, a path outside the entry"
             f = path / FILES / rel
+            if f.is_symlink():
+                return None, f"{rel} is a symlink"
             try:
                 size = f.stat().st_size
             except OSError:
@@ -306,6 +317,9 @@ class ResultCache:
         """Copy the entry's files into ``exp_dir`` (each atomically); returns their relative paths."""
         written = []
         for rel, meta in entry.manifest["files"].items():
+            if not _safe_rel(rel) or (meta.get("link") and not _safe_rel(meta["link"])):  # checked by lookup too
+                raise UnsafePathError(f"cache entry {entry.key[:12]}: {MANIFEST} names {rel!r}, a path outside the "
+                                      f"experiment dir; remove the entry (bootstrap-repro cache rm {entry.key[:12]})")
             target = Path(exp_dir) / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
