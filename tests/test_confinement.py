@@ -65,3 +65,18 @@ def test_a_cache_manifest_naming_paths_outside_is_a_damaged_entry(capsys, tiny_f
     out = capsys.readouterr().out
     assert "manifest.json names '../../escaped.json', a path outside the entry" in out and "cache hit" not in out
     assert not (tmp_path / "escaped.json").exists() and not (tmp_path / "b" / "escaped.json").exists()
+
+
+def test_a_url_with_a_password_in_an_error_is_not_recorded(tiny_file, tmp_path, monkeypatch):
+    (tmp_path / "leaky.py").write_text(
+        "def register(engine):\n"
+        "    def boom():\n"
+        "        raise RuntimeError('cannot reach postgresql://bob:s3cr3t-pw@db.example/exp')\n"
+        "    engine.register_hook('train_on_start', boom)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BOOTSTRAP_REPRO_HOOKS", "leaky")
+    assert main(["run", "-o", str(tiny_file({"engine": {"nb_epochs": 1}}))]) == 1
+    rec = read_record(tmp_path / "exp")
+    assert rec["status"] == "FAILED"
+    assert rec["error"] == "RuntimeError: cannot reach postgresql://db.example/exp"
+    assert "s3cr3t-pw" not in (tmp_path / "exp" / "repro" / "record.json").read_text()

@@ -47,6 +47,7 @@ from bootstrap_repro.record._errors import (
     SnapshotError,
     UntrackedTooLargeError,
 )
+from bootstrap_repro.record._git import sanitize_url
 from bootstrap_repro.record._inputs import (
     INPUTS_ARCHIVE,
     INPUTS_FILE,
@@ -115,7 +116,7 @@ __all__ = [
     # re-run
     # inputs
     "Inputs", "InputRecorder", "InputChange", "StatCache", "check_inputs", "INPUTS_FILE", "INPUTS_ARCHIVE",
-    "NOT_INPUT_ENV", "read_inputs", "merged_inputs", "inputs_problem",
+    "NOT_INPUT_ENV", "read_inputs", "merged_inputs", "inputs_problem", "sanitize_url",
     "rerun", "RerunResult", "InputsChangedError", "Segment", "segments_of", "input_differences",
     "STOP_AFTER_EPOCH_ENV", "default_rerun_dir", "materialise_code",
     "compare_logs", "Comparison", "Divergence", "compare_outputs", "OutputComparison", "environment_differences",

@@ -157,7 +157,8 @@ def _error_text(error: BaseException | None) -> str | None:
     if error is None:
         return None
     lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    # a URL with credentials in an error (a storage URL, a download) must not reach the record
+    return sanitize_url(f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": "))
 
 
 class RunRecord:

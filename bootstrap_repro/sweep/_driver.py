@@ -44,6 +44,7 @@ from typing import IO, TYPE_CHECKING, Any
 import bootstrap_repro
 from bootstrap_repro.errors import ReproError
 from bootstrap_repro.fileio import atomic_write_json
+from bootstrap_repro.record import sanitize_url
 from bootstrap_repro.run import HOOKS_ENV
 from bootstrap_repro.sweep._algorithms import make_pruner, make_sampler
 from bootstrap_repro.sweep._errors import ObjectiveNotLoggedError, SearchSpaceChangedError, StorageError
@@ -438,7 +439,7 @@ class Sweep:
         if rc != 0:
             errors = [line for line in tail if line.startswith("error:")]
             last = (errors or [line for line in tail if line.strip()] or [f"exit code {rc}"])[-1]
-            return "FAIL", None, {"error": last.removeprefix("error: ")[:500]}
+            return "FAIL", None, {"error": sanitize_url(last.removeprefix("error: "))[:500]}  # no credentials
         if state == "PRUNED":
             return "PRUNED", None, {}
         from bootstrap_repro.views import read_log
