@@ -37,8 +37,9 @@ DEFAULTS: dict[str, Any] = {
     # secret_globs: files never archived nor hashed in clear (null: the built-in list);
     # max_input_gb: a larger input file is not fingerprinted (the run is then not cached);
     # max_inputs_archive_mb: ignored inputs of the code repo (modules, data) archived for rerun up to this size
+    # inputs_ignore: path globs the run reads that are not inputs (a journal it appends to, a log)
     "exp": {"dir": None, "resume": None, "max_untracked_mb": 50, "env_keys": [], "env_ignore": [],
-            "secret_globs": None, "max_input_gb": 20, "max_inputs_archive_mb": 50},
+            "secret_globs": None, "max_input_gb": 20, "max_inputs_archive_mb": 50, "inputs_ignore": []},
     "misc": {"seed": 1337, "cuda": None, "deterministic": False},
     "engine": {
         "name": "default",

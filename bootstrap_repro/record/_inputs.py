@@ -357,7 +357,7 @@ class _State:
         if value in target:
             return
         target.add(value)
-        if kind == "o" and value not in self.written:
+        if kind == "o" and value not in self.written and value not in self.appended:
             self.note("r", value)
         if os.getpid() != self.pid:  # a forked child (DataLoader worker): tell the parent through the file
             try:
@@ -382,9 +382,20 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         path, mode, flags = args
         if isinstance(path, int) or path is None:
             return
-        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
-        appending = "a" in mode if isinstance(mode, str) else bool((flags or 0) & os.O_APPEND)
-        st.note("a" if appending else "w" if writing else "o", os.path.abspath(os.fsdecode(path)))
+        if isinstance(mode, str):
+            reading = "r" in mode or "+" in mode and "w" not in mode  # r, r+, a+: the old content is read
+            writing = any(c in mode for c in "wax+")
+            appending = "a" in mode
+        else:
+            acc = (flags or 0) & os.O_ACCMODE
+            reading = acc in (os.O_RDONLY, os.O_RDWR) and not (flags or 0) & os.O_TRUNC
+            writing = bool((flags or 0) & _WRITE_FLAGS)
+            appending = bool((flags or 0) & os.O_APPEND)
+        p = os.path.abspath(os.fsdecode(path))
+        if reading:
+            st.note("o", p)
+        if writing:
+            st.note("a" if appending else "w", p)
     elif event in ("os.listdir", "os.scandir"):
         path = args[0] if args else "."
         if isinstance(path, int):
@@ -433,7 +444,13 @@ _BULK_FILES = ("_collections_abc.py", "<frozen _collections_abc>", "os.py", "<fr
 _POINT_READS = ("get", "__contains__", "setdefault", "pop", "getenv")
 
 
-_LIBRARY_PREFIXES: tuple[str, ...] = ()
+_LIBRARY_PREFIXES: tuple[str, ...] = ()  #: installed packages and bootstrap-repro itself
+_STDLIB_PREFIXES: tuple[str, ...] = ()
+
+
+def _is_stdlib_file(filename: str) -> bool:
+    """A standard-library frame (site-packages below the stdlib dir are libraries, not the stdlib)."""
+    return filename.startswith(_STDLIB_PREFIXES) and not filename.startswith(_LIBRARY_PREFIXES)
 
 
 def _tracked_getitem(self: Any, key: Any) -> Any:
@@ -443,20 +460,21 @@ def _tracked_getitem(self: Any, key: Any) -> Any:
         code = frame.f_code
         # items()/values()/copy() walk every variable (tqdm looks for TQDM_* that way): not a read of each
         if not code.co_filename.endswith(_BULK_FILES) or code.co_name in _POINT_READS:
-            while frame is not None and frame.f_code.co_filename.endswith(_BULK_FILES):
-                frame = frame.f_back  # up to the code that asked (os.getenv -> Mapping.get -> here)
+            while frame is not None and _is_stdlib_file(frame.f_code.co_filename):
+                frame = frame.f_back  # up to the code that asked (os.getenv, os.path.expandvars, string.Template)
             where = frame.f_code.co_filename if frame is not None else ""
-            # a library's own switches (torch's TORCHINDUCTOR_*, getpass's USERNAME) are not the run's inputs;
-            # the numerics ones are recorded anyway (ENV_ALLOWLIST), and exp.env_keys adds more
-            if not (where.startswith("<frozen") or where.startswith(_LIBRARY_PREFIXES)):
+            # a library's own switches (torch's TORCHINDUCTOR_*) are not the run's inputs; the numerics
+            # ones are recorded anyway (ENV_ALLOWLIST), and exp.env_keys adds more
+            if not where.startswith(_LIBRARY_PREFIXES):
                 st.note("e", os.fsdecode(key) if isinstance(key, bytes) else str(key))
     return _environ_getitem(self, key)
 
 
 def _install() -> None:
-    global _INSTALLED, _LIBRARY_PREFIXES
+    global _INSTALLED, _LIBRARY_PREFIXES, _STDLIB_PREFIXES
     if not _INSTALLED:
-        _LIBRARY_PREFIXES = (*_installed_dirs(), *_stdlib_dirs(), _framework_dir())
+        _LIBRARY_PREFIXES = (*_installed_dirs(), _framework_dir())
+        _STDLIB_PREFIXES = ("<frozen", *_stdlib_dirs())
         sys.addaudithook(_audit)  # permanent for the process; a no-op while nothing records
         os._Environ.__getitem__ = _tracked_getitem  # type: ignore[attr-defined]
         _INSTALLED = True
@@ -469,6 +487,7 @@ class _Config:
     env_ignore: tuple[str, ...] = ()
     secret_globs: tuple[str, ...] = DEFAULT_SECRET_GLOBS
     max_input_bytes: float | None = 20 * 1024**3
+    inputs_ignore: tuple[str, ...] = ()
 
 
 class InputRecorder:
@@ -476,9 +495,10 @@ class InputRecorder:
 
     def __init__(self, exp_dir: Path, *, env_keys: Sequence[str] = (), env_ignore: Sequence[str] = (),
                  secret_globs: Sequence[str] = DEFAULT_SECRET_GLOBS, max_input_gb: float | None = 20.0,
-                 stat_cache: StatCache | None = None) -> None:
+                 stat_cache: StatCache | None = None, inputs_ignore: Sequence[str] = ()) -> None:
         self.config = _Config(Path(exp_dir), tuple(env_keys), tuple(env_ignore), tuple(secret_globs),
-                              None if max_input_gb is None else float(max_input_gb) * 1024**3)
+                              None if max_input_gb is None else float(max_input_gb) * 1024**3,
+                              tuple(os.path.abspath(g) for g in inputs_ignore))
         self.stat_cache = stat_cache or StatCache()
         self._state: _State | None = None
         self._log: Any = None
@@ -488,7 +508,8 @@ class InputRecorder:
         return cls(exp_dir, env_keys=list(options.get("exp.env_keys") or []),
                    env_ignore=list(options.get("exp.env_ignore") or []),
                    secret_globs=list(options.get("exp.secret_globs") or DEFAULT_SECRET_GLOBS),
-                   max_input_gb=options.get("exp.max_input_gb", 20.0))
+                   max_input_gb=options.get("exp.max_input_gb", 20.0),
+                   inputs_ignore=[g for g in options.get("exp.inputs_ignore") or [] if isinstance(g, str)])
 
     def start(self) -> InputRecorder:
         global _STATE
@@ -658,7 +679,8 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
     now_ns = time.time_ns()
     modules = _module_files(resolve)
     # written by the run before it read them (or never read): outputs, not inputs
-    written = ({resolve(p) for p in st.written} - {resolve(p) for p in st.read_first}) | {resolve(p) for p in st.appended}
+    # (appended without being read first: a log; read, then appended to: an input)
+    written = {resolve(p) for p in st.written | st.appended} - {resolve(p) for p in st.read_first}
     inputs = Inputs()
     pending: list[tuple[str, os.stat_result, str]] = []
     ignored_devices = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/tty", "/dev/full"}
@@ -682,18 +704,20 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
         if raw.endswith(".pyc"):  # bytecode read by imports (handled above): never data
             continue
         p = resolve(raw)
-        if p in written or p in modules or p.endswith(".pyc") or "/.git/" in p or _under(p, skip[:2]):
+        if p in written or p in modules or p.endswith(".pyc") or "/.git/" in p or _under(p, skip[:2]) \
+                or any(fnmatch.fnmatch(p, g) for g in cfg.inputs_ignore):
             continue
         if (_under(p, skip[2:]) or is_stdlib(p) or raw in ignored_devices) and not _under(p, _DATA_UNDER_SYSTEM):
             if raw.startswith("/dev/") and raw not in ignored_devices:
                 inputs.unfingerprintable.append(f"{raw}: a device file")
             continue
-        if not os.path.lexists(p):  # looked for and not there (an optional file): its absence is an input
-            if p not in sys_path_dirs:  # (not the import system probing python3X.zip)
-                inputs.absent.append(p)
+        if p in sys_path_dirs:  # the import system probing python3X.zip
             continue
-        if p != os.path.abspath(raw):  # read through a symlink: where it points is an input too
-            inputs.links[os.path.abspath(raw)] = p
+        if p != os.path.abspath(raw) or os.path.islink(raw):  # read through a symlink: where it points is an input
+            inputs.links[os.path.abspath(raw)] = _link_target(os.path.abspath(raw)) or p
+        if not os.path.lexists(p):  # looked for and not there (an optional file): its absence is an input
+            inputs.absent.append(p)
+            continue
         data_paths.append(p)
     dir_paths = sorted({resolve(p) for p in st.listed})
     # installed files are `installed` even inside the repo (a git-ignored .venv/): git is asked about the rest
@@ -744,6 +768,8 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
         try:
             entries, count = _dir_entries(p)
         except OSError:
+            if not os.path.lexists(p):  # a glob over a dir that is not there (yet): its absence is an input
+                inputs.absent.append(p)
             continue
         inputs.dirs[p] = {"entries": entries, "count": count, "kind": kinds.get(p) or _kind_outside(p, installed)}
     # environment variables: read ones (not bookkeeping) and the declared ones
@@ -756,6 +782,17 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
     cache._pre = None
     _PROCESS_READS.update(p for p in st.read if not p.endswith(".pyc"))
     return inputs
+
+
+def _link_target(path: str) -> str | None:
+    """Where a path read through symlinks leads (None: nothing there); a loop says so."""
+    try:
+        if not os.path.lexists(path):
+            return None
+        real = os.path.realpath(path)
+        return f"{real} (a symlink loop)" if os.path.islink(path) and real == path else real
+    except (OSError, ValueError):
+        return None
 
 
 def _resolution(modules: Mapping[str, str], skip: tuple[str, ...], installed: tuple[str, ...]) -> dict[str, str]:
@@ -816,7 +853,7 @@ def _file_now(path: str, meta: Mapping[str, Any], cache: StatCache | None,
     """Current sha256 of a recorded file; its stat against the recorded one first (no read when unchanged)."""
     try:
         s = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):
         return None
     if not stat.S_ISREG(s.st_mode):
         return None
@@ -869,7 +906,7 @@ def check_inputs(manifest: Mapping[str, Any], *, kinds: Sequence[str] | None = N
                 out.append(InputChange("env", name, recorded, env_value_record(name, current)))
     if kinds is None:  # where things are found (a rerun builds its own paths)
         for link, target in (manifest.get("links") or {}).items():
-            now_target = os.path.realpath(link) if os.path.lexists(link) else None
+            now_target = _link_target(link)
             if now_target != target:
                 out.append(InputChange("link", link, target, now_target))
         for path in manifest.get("absent") or []:

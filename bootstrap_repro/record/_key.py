@@ -22,6 +22,7 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "exp.secret_globs",
     "exp.env_keys",  # their values are in the key (see take_snapshot), the list itself is not
     "exp.env_ignore",
+    "exp.inputs_ignore",  # what is read there is checked (or not) as an input, not keyed
     "engine.print_freq",
     "engine.progress_bar",
     "runtime.node_rank",

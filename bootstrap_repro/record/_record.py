@@ -369,6 +369,13 @@ def inputs_problem(data: Any) -> str | None:
         value = data.get(section, {})
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items()):
             return f"{section!r} is not an object of objects"
+        if not all(k.startswith("/") and "\0" not in k for k in value):
+            return f"{section!r} holds a path that is not absolute or has a NUL byte"
+    for name in ("links", "absent"):
+        value = data.get(name) or {}
+        paths = [*value, *(value.values() if isinstance(value, dict) else [])]
+        if not all(isinstance(p, str) and "\0" not in p for p in paths):
+            return f"{name!r} holds a path with a NUL byte"
     for section in ("env", "links", "resolution"):
         value = data.get(section, {})
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -385,13 +392,15 @@ def merged_inputs(exp_dir: Path, data: dict[str, Any]) -> dict[str, Any] | None:
     segments = data.get("segments") or []
     if not segments:
         return None
-    merged: dict[str, Any] = {"modules": {}, "files": {}, "dirs": {}, "env": {}, "secrets": {}, "unfingerprintable": []}
+    merged: dict[str, Any] = {"modules": {}, "files": {}, "dirs": {}, "env": {}, "secrets": {}, "links": {},
+                              "resolution": {}, "absent": [], "unfingerprintable": []}
     for seg in segments:
         info = seg.get("inputs")
         if not info or not info.get("file"):
             return None
         one = read_inputs(exp_dir, info["file"])
-        for section in ("modules", "files", "dirs", "env", "secrets"):
+        for section in ("modules", "files", "dirs", "env", "secrets", "links", "resolution"):
             merged[section].update(one.get(section) or {})
-        merged["unfingerprintable"] += one.get("unfingerprintable") or []
+        for section in ("absent", "unfingerprintable"):
+            merged[section] += [v for v in one.get(section) or [] if v not in merged[section]]
     return merged

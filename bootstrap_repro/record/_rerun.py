@@ -350,6 +350,14 @@ def input_problems(seg: Segment, environ: dict[str, str], in_image: bool = False
     return out
 
 
+def _in_tree(tree: Path, rel: str, rpath: Path) -> Path:
+    """``tree / rel`` for a relative path that stays inside the tree (a crafted record must not write outside)."""
+    norm = os.path.normpath(rel)
+    if not rel or os.path.isabs(rel) or norm == ".." or norm.startswith("../") or "\0" in rel:
+        raise RecordError(f"{rpath}: an input path {rel!r} leads outside the code repo; the record is damaged")
+    return tree / norm
+
+
 def _restore_inputs(seg: Segment, tree: Path, rpath: Path) -> None:
     """Put the ignored inputs of the code repo into ``tree``: from the archive, else links to unchanged originals."""
     if seg.inputs is None or seg.inputs_dir is None:
@@ -367,19 +375,21 @@ def _restore_inputs(seg: Segment, tree: Path, rpath: Path) -> None:
                 continue
             if meta.get("kind") != "ignored" and section != "secrets":  # restored by the worktree
                 continue
-            target = tree / p[len(prefix):]
-            if not target.exists() and Path(p).is_file():  # checked unchanged by input_problems
+            target = _in_tree(tree, p[len(prefix):], rpath)
+            if Path(p).is_file() and (not target.exists() or section == "secrets"):  # unchanged (input_problems)
                 target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists() or target.is_symlink():  # a tracked secret: its content as the run saw it
+                    target.unlink()
                 target.symlink_to(p)
     for link, target in (seg.inputs.get("links") or {}).items():  # ignored symlinks of the repo, as they were
-        if link.startswith(prefix) and not os.path.lexists(tree / link[len(prefix):]):
-            (tree / link[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
-            inside = target.startswith(prefix)
-            (tree / link[len(prefix):]).symlink_to(tree / target[len(prefix):] if inside else target)
+        if link.startswith(prefix) and not os.path.lexists(_in_tree(tree, link[len(prefix):], rpath)):
+            where = _in_tree(tree, link[len(prefix):], rpath)
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.symlink_to(_in_tree(tree, target[len(prefix):], rpath) if target.startswith(prefix) else target)
     for p, meta in (seg.inputs.get("dirs") or {}).items():  # a listed dir: its other entries, as links
         if meta.get("kind") != "ignored" or not p.startswith(prefix) or not Path(p).is_dir():
             continue
-        target = tree / p[len(prefix):]
+        target = _in_tree(tree, p[len(prefix):], rpath)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(p)

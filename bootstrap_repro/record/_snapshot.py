@@ -316,6 +316,24 @@ def _write_tar(f: Any, untracked: list[UntrackedFile]) -> None:
                 tar.addfile(info, io.BytesIO(u.data))
 
 
+def _without_secrets(diff: bytes, globs: tuple[str, ...]) -> tuple[bytes, list[str]]:
+    """``diff`` without the files whose names match the secret globs, and those files' paths."""
+    if not diff:
+        return diff, []
+    chunks = diff.split(b"\ndiff --git ")
+    chunks = [chunks[0], *(b"diff --git " + c for c in chunks[1:])]
+    kept, dropped = [], []
+    for chunk in chunks:
+        header = chunk.split(b"\n", 1)[0]
+        path = header[len(b"diff --git a/"):].split(b" b/", 1)[0].decode("utf-8", "surrogateescape")
+        if header.startswith(b"diff --git a/") and is_secret_path(path, globs):
+            dropped.append(path)
+        else:
+            kept.append(chunk)
+    out = b"\n".join(kept)
+    return (out + b"\n" if out and diff.endswith(b"\n") and not out.endswith(b"\n") else out), dropped
+
+
 def _experiment_roots(paths: tuple[str, ...]) -> list[str]:
     """Dirs (relative) that are experiment dirs: they hold ``repro/record.json``."""
     roots = []
@@ -397,13 +415,16 @@ def snapshot_code(
                         for p in plugins]
         return snap
     snap.git = state = read_git_state(root)
+    globs = _secret_globs(options)
+    diff, secret_edits = _without_secrets(state.diff, globs)
+    if secret_edits:  # an edited tracked secret (configs/secrets.yaml): its content stays out of code.diff
+        snap.git = state = replace(state, diff=diff)
     skip = _experiment_roots(state.untracked)
     if exp_dir is not None and _is_under(Path(exp_dir).resolve(), root):
         skip.append(Path(exp_dir).resolve().relative_to(root).as_posix())
     skip_prefixes = tuple("" if s in ("", ".") else s + "/" for s in skip)
     paths = [p for p in state.untracked if not (skip_prefixes and p.startswith(skip_prefixes))]
-    globs = _secret_globs(options)
-    snap.excluded_secrets = [p for p in paths if is_secret_path(p, globs)]  # never archived nor hashed in clear
+    snap.excluded_secrets = secret_edits + [p for p in paths if is_secret_path(p, globs)]  # never archived
     paths = [p for p in paths if p not in set(snap.excluded_secrets)]
     submodules = [m for m in submodule_paths(root) if (root / m / ".git").exists()]
     paths = [p for p in paths if not any(p == m or p.startswith(m + "/") for m in submodules)]

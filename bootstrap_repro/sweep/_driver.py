@@ -405,8 +405,10 @@ class Sweep:
                            number=trial.number, trial_id=trial._trial_id, objective=spec.objective,
                            direction=spec.direction, pruner=spec.pruner.as_dict(), driver_pid=os.getpid(),
                            params=claim.params)
+        journal = ctx.storage.get("journal")  # the study's own file: read and appended by the trial, not an input
+        ignore = ["--exp.inputs_ignore", journal, f"{journal}.*"] if journal else []
         cmd = [self.python, "-m", "bootstrap_repro", "run", "-o", str(spec.options_path.resolve()),
-               *spec.trial_overrides(claim.params), *self._runtime_args, "--exp.dir", str(claim.dir)]
+               *spec.trial_overrides(claim.params), *self._runtime_args, *ignore, "--exp.dir", str(claim.dir)]
         tail: collections.deque[str] = collections.deque(maxlen=30)
         start = time.time()
         with self._plock:

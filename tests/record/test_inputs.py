@@ -230,3 +230,79 @@ def test_what_an_adversarial_user_tried(tmp_path, monkeypatch):
     m = record(tmp_path, lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
     assert any(u.startswith("a subprocess ran (") and u.endswith("): what it reads is not seen")
                for u in m["unfingerprintable"])
+
+
+def test_second_round_of_attacks(tmp_path, monkeypatch):
+    """Dangling and looping symlinks, globs over missing dirs, expandvars, r+ and read-then-append."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "v2.txt").write_text("2")
+    (data / "latest.txt").symlink_to("nowhere.txt")  # dangling
+    (data / "loop").symlink_to("loop")
+    rw = tmp_path / "rw.txt"
+    rw.write_text("5")
+    log = tmp_path / "seen.log"
+    log.write_text("a\n")
+    monkeypatch.setenv("ADV_SCALE", "3")
+
+    def body() -> None:
+        for name in ("latest.txt", "loop"):
+            try:
+                open(data / name).read()
+            except OSError:
+                pass
+        glob.glob(str(tmp_path / "extra" / "*.txt"))
+        os.path.expandvars("$ADV_SCALE")
+        with open(rw, "r+") as f:
+            f.seek(0)
+            f.write(f.read())
+        log.read_text()
+        with open(log, "a") as f:
+            f.write("b\n")
+
+    m = record(tmp_path, body)
+    assert str(data / "latest.txt") in m["links"] and str(data / "loop") in m["links"]
+    assert str((tmp_path / "extra").resolve()) in m["absent"]
+    assert m["env"]["ADV_SCALE"] == "3"
+    assert str(rw.resolve()) in m["files"] and str(log.resolve()) in m["files"]
+    (data / "latest.txt").unlink()
+    (data / "latest.txt").symlink_to("v2.txt")
+    (data / "loop").unlink()
+    (data / "loop").write_text("now a file")
+    (tmp_path / "extra").mkdir()
+    changes = " | ".join(c.describe() for c in check_inputs(m))
+    assert f"symlink {data / 'latest.txt'} points elsewhere" in changes
+    assert f"symlink {data / 'loop'} points elsewhere" in changes
+    assert f"{(tmp_path / 'extra').resolve()} exists now" in changes
+
+
+def test_crafted_manifests_are_damaged_records_not_tracebacks(tmp_path):
+    from bootstrap_repro.record import RecordError, inputs_problem
+    from bootstrap_repro.record._rerun import _in_tree
+
+    assert inputs_problem({"files": {"/tmp/a\0b": {}}}) == "'files' holds a path that is not absolute or has a NUL byte"
+    assert inputs_problem({"links": {"/x": "/y\0"}}) == "'links' holds a path with a NUL byte"
+    assert inputs_problem({"files": {"/a": 1}}) == "'files' is not an object of objects"
+    assert inputs_problem({"files": {"/a": {"sha256": "x"}}, "absent": ["/b"]}) is None
+    with pytest.raises(RecordError, match="leads outside the code repo; the record is damaged"):
+        _in_tree(tmp_path, "../../../tmp/PWNED", tmp_path / "record.json")
+    assert _in_tree(tmp_path, "data/x", tmp_path / "record.json") == tmp_path / "data" / "x"
+
+
+def test_a_symlink_retargeted_is_a_cache_miss(capsys, tiny_file, tmp_path, monkeypatch):
+    (tmp_path / "v1.txt").write_text("1")
+    (tmp_path / "v2.txt").write_text("2")
+    (tmp_path / "current.txt").symlink_to("v1.txt")
+    (tmp_path / "readlink.py").write_text(
+        f"def register(engine):\n    open({str(tmp_path / 'current.txt')!r}).read()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BOOTSTRAP_REPRO_HOOKS", "readlink")
+    opts = str(tiny_file({"engine": {"nb_epochs": 1}}))
+    assert main(["run", "-o", opts, "--exp.dir", str(tmp_path / "a")]) == 0
+    assert main(["run", "-o", opts, "--exp.dir", str(tmp_path / "b")]) == 0
+    assert "cache hit" in capsys.readouterr().out
+    (tmp_path / "current.txt").unlink()
+    (tmp_path / "current.txt").symlink_to("v2.txt")
+    assert main(["run", "-o", opts, "--exp.dir", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "cache hit" not in out and f"symlink {tmp_path / 'current.txt'} points elsewhere" in out
