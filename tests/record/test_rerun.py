@@ -76,13 +76,18 @@ def test_the_current_tree_gives_other_values(recorded, tmp_path):
     assert now["train_batch.loss"] != json.loads((exp / "logs.json").read_text())["train_batch.loss"]
 
 
-def test_nondeterministic_plugin_fails_verify_naming_first_divergence(tmp_path):
-    repo = make_repo(tmp_path / "repo", module="noisy", source=NOISY, exp_dir=tmp_path / "exp")
+def _run_then_verify_fails(tmp_path: Path, module: str, source: str) -> list[str]:
+    """Train ``source`` as plugin ``module`` in a new repo, then ``rerun --verify``: exit 1; its stdout lines."""
+    repo = make_repo(tmp_path / "repo", module=module, source=source, exp_dir=tmp_path / "exp")
     r = cli("run", "-o", "configs/tiny.yaml", cwd=repo, env=env_for(repo))
     assert r.returncode == 0, r.stderr
     r = cli("rerun", str(tmp_path / "exp"), "--verify", cwd=tmp_path, env=env_for(repo))
     assert r.returncode == 1, r.stdout + r.stderr
-    *_, inputs_line, first, env_line = r.stdout.splitlines()
+    return r.stdout.splitlines()
+
+
+def test_nondeterministic_plugin_fails_verify_naming_first_divergence(tmp_path):
+    *_, inputs_line, first, env_line = _run_then_verify_fails(tmp_path, "noisy", NOISY)
     original = json.loads((tmp_path / "exp" / "logs.json").read_text())["train_batch.loss"][0]
     again = json.loads((tmp_path / "exp-rerun-1" / "logs.json").read_text())["train_batch.loss"][0]
     assert inputs_line == "input differences: none"
@@ -254,12 +259,8 @@ assert STAMPED != NETPLUG
 
 
 def test_verify_fails_on_a_weights_only_difference_naming_the_tensor(tmp_path):
-    repo = make_repo(tmp_path / "repo", module="stamped", source=STAMPED, exp_dir=tmp_path / "exp")
-    r = cli("run", "-o", "configs/tiny.yaml", cwd=repo, env=env_for(repo))
-    assert r.returncode == 0, r.stderr
-    r = cli("rerun", str(tmp_path / "exp"), "--verify", cwd=tmp_path, env=env_for(repo))
-    assert r.returncode == 1, r.stdout + r.stderr
-    first = [line for line in r.stdout.splitlines() if line.startswith("first divergence")]
+    lines = _run_then_verify_fails(tmp_path, "stamped", STAMPED)
+    first = [line for line in lines if line.startswith("first divergence")]
     assert len(first) == 1 and first[0].startswith(
         "first divergence: ckpt_last_model.pth.tar: tensor 'network.stamp' differs (shape [1], float64; max abs diff ")
     logs = json.loads((tmp_path / "exp" / "logs.json").read_text())
