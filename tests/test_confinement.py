@@ -80,3 +80,21 @@ def test_a_url_with_a_password_in_an_error_is_not_recorded(tiny_file, tmp_path, 
     assert rec["status"] == "FAILED"
     assert rec["error"] == "RuntimeError: cannot reach postgresql://db.example/exp"
     assert "s3cr3t-pw" not in (tmp_path / "exp" / "repro" / "record.json").read_text()
+
+
+def test_huge_thread_and_process_counts_are_refused_before_anything_forks(capsys, tiny_file, tmp_path):
+    import os
+
+    cpus = os.cpu_count() or 1
+    opts = str(tiny_file({"engine": {"nb_epochs": 1}}))
+    assert main(["run", "-o", opts, "--dataset.nb_threads", str(10**30)]) == 2
+    assert capsys.readouterr().err == (f"error: dataset.nb_threads: {10**30} DataLoader workers asked, this machine "
+                                       f"has {cpus} CPU(s); use at most {8 * cpus} (8 per CPU)\n")
+    assert main(["run", "-o", opts, "--nproc-per-node", str(10**30)]) == 2
+    assert capsys.readouterr().err == (f"error: runtime.nproc_per_node: {10**30} processes asked, this machine has "
+                                       f"{cpus} CPU(s); use at most {4 * cpus} (--nproc-per-node N, one per GPU on a "
+                                       f"GPU machine)\n")
+    assert main(["run", "-o", opts, "--dataset.nb_threads", "-3"]) == 2
+    assert capsys.readouterr().err == ("error: dataset.nb_threads: expected a whole number of DataLoader workers >= 0, "
+                                       "got -3\n")
+    assert not (tmp_path / "exp").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,6 +67,22 @@ def _builtin(name: Any, dopt: Mapping[str, Any], engine: Any, seed: int) -> dict
     return out
 
 
+#: DataLoader workers per CPU of this machine at most (loaders waiting on I/O may use more than one each).
+WORKERS_PER_CPU = 8
+
+
+def check_nb_threads(value: Any) -> int:
+    """``dataset.nb_threads`` as a whole number of DataLoader workers that this machine can fork."""
+    cpus = os.cpu_count() or 1
+    bound = WORKERS_PER_CPU * cpus
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise OptionsError(f"dataset.nb_threads: expected a whole number of DataLoader workers >= 0, got {value!r}")
+    if value > bound:
+        raise OptionsError(f"dataset.nb_threads: {value} DataLoader workers asked, this machine has {cpus} CPU(s); "
+                           f"use at most {bound} ({WORKERS_PER_CPU} per CPU)")
+    return value
+
+
 def factory(engine: Any = None) -> dict[str, Any]:
     """Build ``{'train': ds, 'eval': ds}`` from ``dataset.import`` or built-in ``dataset.name``.
 
@@ -76,6 +94,7 @@ def factory(engine: Any = None) -> dict[str, Any]:
     dopt = options.get("dataset") or {}
     if not isinstance(dopt, Mapping):
         raise OptionsError(f"dataset: expected a mapping of options, got {dopt!r}")
+    check_nb_threads(dopt.get("nb_threads", 0))
     if dopt.get("import"):
         module = dopt["import"]
         result = plugins.import_factory(module, "dataset.import")(engine)

@@ -21,10 +21,18 @@ from bootstrap_repro.errors import OptionsError
 __all__ = ["wants_distributed", "launch_distributed", "torchrun_command"]
 
 
+#: Processes per node per CPU at most (each rank is a Python process with torch: beyond that the machine thrashes).
+PROCS_PER_CPU = 4
+
+
 def _int(options: Any, key: str, default: int) -> int:
     value = options.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1 and key != "runtime.node_rank":
         raise OptionsError(f"{key}: expected a whole number >= 1, got {value!r}")
+    if key == "runtime.nproc_per_node" and value > PROCS_PER_CPU * (os.cpu_count() or 1):
+        cpus = os.cpu_count() or 1
+        raise OptionsError(f"{key}: {value} processes asked, this machine has {cpus} CPU(s); use at most "
+                           f"{PROCS_PER_CPU * cpus} (--nproc-per-node N, one per GPU on a GPU machine)")
     return value
 
 
