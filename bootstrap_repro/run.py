@@ -326,17 +326,23 @@ def _stop_after_epoch(engine: Any, epoch: int) -> None:
     engine.register_hook("engine_on_end_epoch", check)
 
 
-def _register_hook_plugins(engine: Any, options: Options) -> None:
-    """Call ``register(engine)`` of every module of ``engine.hooks`` and of ``$BOOTSTRAP_REPRO_HOOKS``."""
+def _hook_registrations(options: Options) -> list[Callable[[Any], Any]]:
+    """``register`` of every module of ``engine.hooks`` and of ``$BOOTSTRAP_REPRO_HOOKS`` (imported: bad ones raise)."""
     from bootstrap_repro.plugins import import_factory
 
     names = options.get("engine.hooks") or []
     if isinstance(names, str):
         names = [names]
-    for i, name in enumerate(names):
-        import_factory(name, f"engine.hooks[{i}]", attr="register")(engine)
+    out = [import_factory(name, f"engine.hooks[{i}]", attr="register") for i, name in enumerate(names)]
     for name in filter(None, (n.strip() for n in os.environ.get(HOOKS_ENV, "").split(","))):
-        import_factory(name, HOOKS_ENV, attr="register")(engine)
+        out.append(import_factory(name, HOOKS_ENV, attr="register"))
+    return out
+
+
+def _register_hook_plugins(engine: Any, options: Options) -> None:
+    """Call ``register(engine)`` of every module of ``engine.hooks`` and of ``$BOOTSTRAP_REPRO_HOOKS``."""
+    for register in _hook_registrations(options):
+        register(engine)
 
 
 def _build(options: Options, logger: Logger, eval_only: bool) -> Any:
@@ -356,6 +362,7 @@ def _build(options: Options, logger: Logger, eval_only: bool) -> Any:
             )
     _check_saving_criteria(engine)
     views.parse_view_option(options.get("view"))
+    _hook_registrations(options)  # a missing or broken hooks module fails here, before the exp dir exists
     return engine
 
 

@@ -98,3 +98,13 @@ def test_huge_thread_and_process_counts_are_refused_before_anything_forks(capsys
     assert capsys.readouterr().err == ("error: dataset.nb_threads: expected a whole number of DataLoader workers >= 0, "
                                        "got -3\n")
     assert not (tmp_path / "exp").exists()
+
+
+def test_a_broken_hooks_module_fails_before_the_exp_dir_exists(capsys, tiny_file, tmp_path, monkeypatch):
+    (tmp_path / "brokenhooks.py").write_text("import not_a_module_anywhere_42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    opts = str(tiny_file({"engine": {"nb_epochs": 1, "hooks": ["brokenhooks"]}}))
+    assert main(["run", "-o", opts]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: engine.hooks[0]: importing 'brokenhooks' failed: ") and err.count("\n") == 1
+    assert not (tmp_path / "exp").exists()
