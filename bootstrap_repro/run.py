@@ -33,15 +33,15 @@ from bootstrap_repro.options import Options, check_resume_options
 from bootstrap_repro.record import (
     LOCK_NAME,
     STOP_AFTER_EPOCH_ENV,
-    InputRecorder,
-    check_inputs,
-    inputs_problem,
     CacheEntry,
+    InputRecorder,
     ResultCache,
     RunLockedError,
     RunRecord,
     Snapshot,
+    check_inputs,
     exp_dir_lock,
+    inputs_problem,
     take_snapshot,
 )
 
@@ -158,14 +158,14 @@ def _from_cache(options: Options, exp_dir: Path, snap: Snapshot, logger: Logger)
     from bootstrap_repro import views
 
     store = ResultCache()
-    stale: list[str] = []
+    stale: list[list[str]] = []  # per entry made from other inputs: what changed
     for key in store.candidates(snap.key):  # the key, then its entries made from other inputs
         with store.reading(key, warn=logger.warning) as entry:
             if entry is None:
                 continue
-            changed = entry_inputs_changed(entry)
-            if changed is not None:
-                stale.append(key)
+            changed = changed_inputs(entry)
+            if changed:
+                stale.append(changed)
                 continue
             views.parse_view_option(options.get("view"))  # a bad view option fails before anything is created
             exp_dir.mkdir(parents=True, exist_ok=True)
@@ -181,35 +181,20 @@ def _from_cache(options: Options, exp_dir: Path, snap: Snapshot, logger: Logger)
                 rec.end("COMPLETED")
             return RunResult("COMPLETED", exp_dir, cache_hit=hit, record=rec)
     if stale:
+        closest = min(stale, key=len)  # the variant nearest to the inputs as they are now
+        more = f" and {len(closest) - 1} more" if len(closest) > 1 else ""
         logger.warning(f"cache: {'an entry' if len(stale) == 1 else f'{len(stale)} entries'} of key {snap.key[:12]} "
                        f"{'was' if len(stale) == 1 else 'were'} computed from other inputs "
-                       f"({_closest_stale(store, stale)}); training again")
+                       f"({closest[0]}{more}); training again")
     return None
 
 
-def entry_inputs_changed(entry: CacheEntry) -> str | None:
-    """The first recorded input of a cache entry that is not as it was (one line), else None."""
+def changed_inputs(entry: CacheEntry) -> list[str]:
+    """The recorded inputs of a cache entry that are not as they were, one line each (empty: all match)."""
     manifest = entry.manifest.get("inputs")
     if not isinstance(manifest, dict) or inputs_problem(manifest):
-        return "the entry records no readable inputs"
-    changes = check_inputs(manifest, first_only=True)
-    return changes[0].describe() if changes else None
-
-
-def _closest_stale(store: ResultCache, keys: list[str]) -> str:
-    """Of entries made from other inputs, the one with the fewest changed inputs: its changes, in one line."""
-    best: list[Any] | None = None
-    for key in keys:
-        entry = store.lookup(key)
-        manifest = entry.manifest.get("inputs") if entry is not None else None
-        if isinstance(manifest, dict) and not inputs_problem(manifest):
-            changes = check_inputs(manifest)
-            if changes and (best is None or len(changes) < len(best)):
-                best = changes
-    if not best:
-        return "its inputs are unreadable"
-    more = f" and {len(best) - 1} more" if len(best) > 1 else ""
-    return best[0].describe() + more
+        return ["the entry records no readable inputs"]
+    return [c.describe() for c in check_inputs(manifest)]
 
 
 def _materialise(options: Options, exp_dir: Path, entry: CacheEntry, logger: Logger, key: str) -> CacheHit:

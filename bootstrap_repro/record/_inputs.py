@@ -146,22 +146,29 @@ def is_secret_path(path: str | os.PathLike[str], globs: Sequence[str] = DEFAULT_
 
 # --------------------------------------------------------------------------- secrets: HMAC with a local key
 def _local_key() -> bytes:
-    """This machine's HMAC key for secrets (``<cache dir>/secret.key``, mode 600, made once)."""
+    """This machine's HMAC key for secrets (``<cache dir>/secret.key``, mode 600, made once, read once)."""
     from bootstrap_repro.record._cache import cache_root
 
-    path = cache_root().parent / "secret.key"
+    return _key_at(cache_root().parent / "secret.key")
+
+
+@functools.lru_cache(maxsize=4)
+def _key_at(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     key = _secrets.token_bytes(32)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret.key.")  # mode 600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        os.link(tmp, path)  # whole, or not at all: a concurrent first run keeps the one that won
     except FileExistsError:
         return path.read_bytes()
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
+    finally:
+        os.unlink(tmp)
     return key
 
 
@@ -243,7 +250,7 @@ class StatCache:
                     found.update((r[0], (r[1], r[2])) for r in rows)
             except sqlite3.Error:
                 return
-        self._pre = {p: found.get(p) for p in paths}
+        self._pre = {p: found.get(p) for p in paths} or None
 
     def get(self, path: str, st: os.stat_result) -> str | None:
         pre = self._pre
@@ -625,7 +632,7 @@ def _git_kinds(root: Path | None, paths: Sequence[str]) -> dict[str, str]:
             rest.append(p)
     if rest:
         rels = [p[len(root_s):] for p in rest]
-        status, out, _ = git_command(root, "check-ignore", "-z", "--stdin", istream=_BytesIn("\0".join(rels) + "\0"),
+        status, out, _ = git_command(root, "check-ignore", "-z", "--stdin", istream=_stdin("\0".join(rels) + "\0"),
                                      stdout_as_string=False, strip_newline_in_stdout=False,
                                      with_extended_output=True, with_exceptions=False)
         ignored = {root_s + os.fsdecode(x) for x in bytes(out or b"").split(b"\0") if x}
@@ -640,14 +647,12 @@ def _git_kinds(root: Path | None, paths: Sequence[str]) -> dict[str, str]:
     return kinds
 
 
-class _BytesIn:
-    """A file-like stdin for gitpython's ``istream`` (it needs a real file: a temp file)."""
-
-    def __new__(cls, text: str) -> Any:  # type: ignore[misc]
-        f = tempfile.TemporaryFile()
-        f.write(text.encode("utf-8", "surrogateescape"))
-        f.seek(0)
-        return f
+def _stdin(text: str) -> Any:
+    """A stdin for gitpython's ``istream`` (it needs a real file: a temporary one)."""
+    f = tempfile.TemporaryFile()
+    f.write(text.encode("utf-8", "surrogateescape"))
+    f.seek(0)
+    return f
 
 
 def _stat_meta(s: os.stat_result, now_ns: int | None = None) -> dict[str, int]:
@@ -779,7 +784,7 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
         inputs.env[n] = env_value_record(n, st.env0.get(n))
     inputs.resolution = _resolution(modules, (*skip[2:], *stdlib), installed)
     cache.put(pending)
-    cache._pre = None
+    cache.prefetch([])  # drop the prefetched rows
     _PROCESS_READS.update(p for p in st.read if not p.endswith(".pyc"))
     return inputs
 
