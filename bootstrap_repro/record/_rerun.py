@@ -328,14 +328,11 @@ def input_problems(seg: Segment, environ: dict[str, str], in_image: bool = False
         return []
     archived = set(seg.inputs.get("archived") or [])
     out = []
-    ignored_files = {p: m for section in ("modules", "files") for p, m in (seg.inputs.get(section) or {}).items()
-                     if m.get("kind") == "ignored" and p not in archived}
     outside = {k: v for k, v in seg.inputs.items() if k in ("modules", "files", "dirs", "secrets")}
     kinds = ("external", "ignored", "secret") if in_image else ("external", "installed", "ignored", "secret")
     for change in check_inputs(outside, kinds=kinds, environ=environ):
-        if change.kind == "ignored" and change.name not in ignored_files and change.what != "secret" \
-                and change.what != "dir":
-            continue  # archived: restored from the record
+        if change.what in ("module", "file") and change.name in archived:
+            continue  # restored from the record's archive
         hint = "never archived (a secret)" if change.what == "secret" else (
             "ignored by git, not archived" if change.kind == "ignored" else f"{change.kind} code or data")
         out.append(f"{change.describe()} [{hint}]")
