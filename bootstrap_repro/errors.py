@@ -37,6 +37,10 @@ class PluginError(ReproError, ImportError):
     """An ``import:`` module that is missing or has no ``factory``."""
 
 
+class HookRegistrationError(PluginError):
+    """A hook plugin's ``register(engine)`` raised: a new run's exp dir is then removed (nothing half-written)."""
+
+
 class HookError(ReproError, ValueError):
     """An unknown hook name."""
 

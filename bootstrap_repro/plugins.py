@@ -17,13 +17,19 @@ from typing import Any
 
 from bootstrap_repro.errors import OptionsError, PluginError, did_you_mean
 
-__all__ = ["import_module", "import_factory", "resolve", "options_kwargs"]
+__all__ = ["is_module_name", "import_module", "build", "import_factory", "resolve", "options_kwargs"]
+
+
+def is_module_name(name: Any) -> bool:
+    """An absolute dotted module name (``my.pkg.module``): not relative (``.rel``), not a path, not empty."""
+    return isinstance(name, str) and all(part.isidentifier() for part in name.split("."))
 
 
 def import_module(module_name: str, key: str) -> ModuleType:
     """Import ``module_name`` named by option ``key`` (e.g. ``dataset.import``)."""
-    if not isinstance(module_name, str) or not module_name.strip():
-        raise PluginError(f"{key}: expected a module name like 'my.pkg.module', got {module_name!r}")
+    if not is_module_name(module_name):
+        raise PluginError(f"{key}: expected an absolute module name like 'my.pkg.module' (no leading dot, "
+                          f"no path), got {module_name!r}")
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -46,6 +52,19 @@ def import_factory(module_name: str, key: str, attr: str = "factory") -> Callabl
             f"define `def {attr}(...)` in {getattr(module, '__file__', module_name)}"
         )
     return fn
+
+
+def build(cls: Callable[..., Any], key: str, what: str, *args: Any, **kwargs: Any) -> Any:
+    """``cls(*args, **kwargs)`` for a *built-in* class whose arguments all come from options under ``key``.
+
+    A refusal (torch's ``ValueError: Invalid learning rate``, a negative size...) is then bad input:
+    one :class:`OptionsError` line naming the key, not a traceback.
+    """
+    try:
+        return cls(*args, **kwargs)
+    except (ValueError, TypeError, RuntimeError, ArithmeticError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OptionsError(f"{key}: {what} refused its options ({reason}); fix the values under {key}") from None
 
 
 def resolve(registry: Mapping[str, Callable[..., Any]], name: Any, key: str) -> Callable[..., Any]:

@@ -63,8 +63,21 @@ def _builtin(name: Any, dopt: Mapping[str, Any], engine: Any, seed: int) -> dict
         if not split:
             continue
         check_split(split, cls.splits, f"dataset.{split_key}", name)
-        out[mode] = cls(split, shuffle=(mode == "train"), **common, **kwargs)
+        out[mode] = plugins.build(cls, "dataset", f"dataset '{name}'", split, shuffle=(mode == "train"),
+                                  **common, **kwargs)
     return out
+
+
+def _check_not_empty(datasets: Mapping[str, Any], where: str) -> None:
+    """A split without items fails before the run starts (DataLoader would refuse it at the first epoch)."""
+    for mode, ds in datasets.items():
+        try:
+            size = len(ds)
+        except TypeError:  # an iterable dataset: its length is not known
+            continue
+        if size == 0:
+            split = SPLIT_KEYS.get(mode, mode)
+            raise OptionsError(f"dataset: the {mode} split ({where}) has no items; check dataset.{split} and the data")
 
 
 #: DataLoader workers per CPU of this machine at most (loaders waiting on I/O may use more than one each).
@@ -103,6 +116,7 @@ def factory(engine: Any = None) -> dict[str, Any]:
                 f"dataset.import: {module}.factory(engine) returned {type(result).__name__}; "
                 f"expected a dict like {{'train': dataset, 'eval': dataset}}"
             )
+        _check_not_empty(result, f"from {module}")
         return dict(result)
     name = dopt.get("name")
     if name is None:
@@ -113,4 +127,6 @@ def factory(engine: Any = None) -> dict[str, Any]:
     seed = getattr(engine, "seed", None)
     if seed is None:
         seed = options.get("misc.seed", 0) or 0
-    return _builtin(name, dopt, engine, int(seed))
+    out = _builtin(name, dopt, engine, int(seed))
+    _check_not_empty(out, f"dataset '{name}'")
+    return out

@@ -111,7 +111,7 @@ def _build(key: str, registry: Mapping[str, Callable[..., Any]], engine: Any, re
         if arg in params and arg not in kwargs:
             kwargs[arg] = value
             _log(engine, f"{key}.{arg}: {value} (from the dataset)")
-    return cls(**kwargs)
+    return plugins.build(cls, key, f"{key.rsplit('.', 1)[-1]} '{name}'", **kwargs)
 
 
 def network_factory(engine: Any = None) -> nn.Module:

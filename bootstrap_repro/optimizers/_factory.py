@@ -57,7 +57,7 @@ def _scheduler(sopt: Any, optimizer: torch.optim.Optimizer, options: Options) ->
         )
     if name == "cosine" and kwargs.get("T_max") is None:
         kwargs["T_max"] = options.get("engine.nb_epochs", 1)
-    return cls(optimizer, **kwargs)
+    return plugins.build(cls, key, f"lr_scheduler '{name}'", optimizer, **kwargs)
 
 
 def factory(model: nn.Module, engine: Any = None) -> Any:
@@ -85,7 +85,7 @@ def factory(model: nn.Module, engine: Any = None) -> Any:
         raise OptionsError(
             "optimizer: the model has no trainable parameters; remove the optimizer section for an eval-only run"
         )
-    optimizer = cls(params, **kwargs)
+    optimizer = plugins.build(cls, "optimizer", f"optimizer '{name}'", params, **kwargs)
     grad_clip = oopt.get("grad_clip")
     bad_number = not isinstance(grad_clip, (int, float)) or isinstance(grad_clip, bool) or grad_clip < 0
     if grad_clip is not None and bad_number:
