@@ -18,6 +18,9 @@ the experiment dir here, on the host, then:
 3. SIGINT/SIGTERM stop the container (the run inside saves and exits 130, so
    the experiment resumes); a second signal kills it.  Every container carries
    the labels :data:`LABEL` and :data:`EXP_LABEL` and is removed after any exit.
+   A detached watcher process, started before the container is created, stops
+   and removes it when this process dies without doing so itself (``kill -9``,
+   SIGHUP): see :func:`_watch`.
 
 The container facts (image id, repo digest, base images, run arguments) reach
 the run inside through the :data:`CONTAINER_ENV` variable (JSON), which also
@@ -32,15 +35,19 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
+import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from bootstrap_repro.errors import OptionsError, ReproError
 from bootstrap_repro.record import CACHE_DIR_ENV, CODE_ROOT_ENV, CONTAINER_ENV, NO_CACHE_ENV, cache_root
@@ -90,6 +97,10 @@ TRIAL_ENV = "BOOTSTRAP_REPRO_TRIAL"
 
 #: Seconds ``docker stop`` waits for the run to save and exit before it kills the container.
 STOP_TIMEOUT_S = 60
+#: Seconds a run waits for its watcher (:func:`_watch`) to reach the engine; then it runs unwatched, with a warning.
+WATCH_READY_TIMEOUT_S = 30
+#: Pauses of a watcher that finds no container after its client died: a create still in flight shows up late.
+WATCH_RETRIES_S = (0.5, 1.0, 2.0)
 _SHM_SIZE = re.compile(r"^\d+[bkmg]?$", re.I)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -678,10 +689,16 @@ def _run_container(client: Any, spec: RunSpec, out: IO[str], err: IO[str]) -> in
     made = _make_parents(spec.exp_dir.parent)
     container, started = None, False
     stopper = _Stopper(err)
+    # Named before it exists, so that the watcher finds it whenever this process dies.
+    name = f"{IMAGE_REPO}-{uuid.uuid4().hex[:16]}"
+    watcher = None
     try:
         with stopper.installed():
+            watcher = _watcher_ready(_start_watcher(name, err), name, err)
+            if stopper.signals:
+                return 130
             try:
-                container = client.containers.create(**spec.create_kwargs())
+                container = client.containers.create(name=name, **spec.create_kwargs())
             except docker.errors.APIError as exc:
                 raise DockerError(f"runtime.docker: cannot create the container ({_api_text(exc)})") from None
             stopper.container = container
@@ -701,10 +718,134 @@ def _run_container(client: Any, spec: RunSpec, out: IO[str], err: IO[str]) -> in
         if container is not None:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
+        _end_watcher(watcher)
         if not started:
             for path in made:
                 with contextlib.suppress(OSError):
                     path.rmdir()
+
+
+# --------------------------------------------------------------------------- the watcher
+_WATCH_CODE = ("import sys\nfrom bootstrap_repro.runtimes._docker import _watch_main\n"
+               "sys.exit(_watch_main(sys.argv[1:]))\n")
+
+
+def _start_watcher(name: str, log: IO[str]) -> subprocess.Popen[bytes] | None:
+    """Start the watcher of the container ``name`` (see :func:`_watch`); None where it cannot run."""
+    if os.name != "posix":
+        return None
+    import bootstrap_repro
+
+    root = str(Path(bootstrap_repro.__file__).resolve().parents[1])  # the watcher imports this same code
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    try:
+        # Its own session: not in this process group, so a signal to the group (Ctrl-C, a job's
+        # kill) does not reach it.  Its stdin: a pipe whose write end only this process holds.
+        return subprocess.Popen([sys.executable, "-c", _WATCH_CODE, name, str(STOP_TIMEOUT_S)], cwd="/", env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    except OSError as exc:
+        _unwatched(name, f"cannot start it: {exc}", log)
+        return None
+
+
+def _watcher_ready(watcher: subprocess.Popen[bytes] | None, name: str,
+                   log: IO[str]) -> subprocess.Popen[bytes] | None:
+    """Wait for the watcher's ``ready`` line; a watcher that fails is ended and the run goes on unwatched."""
+    if watcher is None:
+        return None
+    assert watcher.stdout is not None
+    readable, _, _ = select.select([watcher.stdout], [], [], WATCH_READY_TIMEOUT_S)
+    line = watcher.stdout.readline() if readable else b""
+    if line == b"ready\n":
+        watcher.stdout.close()
+        return watcher
+    with contextlib.suppress(OSError):
+        watcher.kill()
+    rest = watcher.stdout.read() if readable else b""
+    watcher.wait()
+    watcher.stdout.close()
+    lines = (line + rest).decode(errors="replace").strip().splitlines()
+    _unwatched(name, lines[-1] if lines else f"not ready after {WATCH_READY_TIMEOUT_S} s", log)
+    with contextlib.suppress(OSError):
+        assert watcher.stdin is not None
+        watcher.stdin.close()
+    return None
+
+
+def _unwatched(name: str, why: str, log: IO[str]) -> None:
+    print(f"docker: warning: no watcher for container {name} ({_one_line(why, 200)}); if bootstrap-repro is killed, "
+          f"stop the container with: docker stop {name}", file=log, flush=True)
+
+
+def _end_watcher(watcher: subprocess.Popen[bytes] | None) -> None:
+    """The run ended here (its container is removed): tell the watcher, which exits."""
+    if watcher is None:
+        return
+    assert watcher.stdin is not None
+    with contextlib.suppress(OSError):  # BrokenPipeError: the watcher is gone already
+        watcher.stdin.write(b"done\n")
+    with contextlib.suppress(OSError):
+        watcher.stdin.close()
+    try:
+        watcher.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass  # still busy: it exits by itself; reaped by init after this process
+
+
+def _watch_main(argv: Sequence[str]) -> int:
+    """The watcher process (``python -c _WATCH_CODE NAME STOP_TIMEOUT``): connect, say ``ready``, watch."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    name, stop_timeout = argv[0], int(argv[1])
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - reported to the client, which runs unwatched
+        print(f"cannot reach the Docker engine: {_one_line(str(exc), 160)}", flush=True)
+        return 1
+    print("ready", flush=True)
+    devnull = os.open(os.devnull, os.O_WRONLY)  # the client no longer reads; nothing must hold its pipes
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    return _watch(client, name, stop_timeout, sys.stdin.buffer)
+
+
+def _watch(client: Any, name: str, stop_timeout: float, pipe: BinaryIO, retries: Sequence[float] = WATCH_RETRIES_S,
+           sleep: Callable[[float], None] = time.sleep) -> int:
+    """Block until the client is gone; then stop and remove its container ``name``.
+
+    ``pipe`` is the read end of a pipe whose write end only the client holds.  The client writes
+    ``done`` once it has removed the container itself; when it dies in any way (``kill -9``
+    included) the kernel closes its end and the read returns without it.  The container is then
+    stopped as by Ctrl-C (the run inside saves and exits 130: resumable) and removed.  Returns 0
+    when the client ended the run, 2 when a container was stopped here, 1 when there was none.
+
+    No container yet (the client died before or while creating it): looked up again after each
+    of ``retries`` seconds, since a create in flight can still land; one landing later stays in
+    state ``created`` (never started) and the next run of its experiment removes it.
+    """
+    import docker
+
+    message = b""
+    with contextlib.suppress(OSError):
+        message = pipe.read()
+    if message.startswith(b"done"):
+        return 0
+    for delay in (0.0, *retries):
+        sleep(delay)
+        try:
+            container = client.containers.get(name)
+        except (docker.errors.DockerException, OSError):  # NotFound, or the engine busy: look again
+            continue
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            container.stop(timeout=stop_timeout)
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            container.remove(force=True)
+        return 2
+    return 1
 
 
 def _stop_with_sweep_driver() -> None:

@@ -416,3 +416,75 @@ def _state(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except OSError:
         return None
+
+
+# --------------------------------------------------------------------------- the watcher (fake engine)
+class FakeContainer:
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
+
+    def stop(self, timeout):
+        self.calls.append(("stop", timeout))
+
+    def remove(self, force):
+        self.calls.append(("remove", force))
+
+
+class FakeEngine:
+    """``client.containers.get(name)``: NotFound until the ``appears``-th lookup."""
+
+    def __init__(self, appears: int | None) -> None:
+        self.calls: list = []
+        self.lookups = 0
+        self.appears = appears
+        self.containers = self
+
+    def get(self, name):
+        import docker
+
+        self.lookups += 1
+        self.calls.append(("get", name))
+        if self.appears is None or self.lookups < self.appears:
+            raise docker.errors.NotFound(f"No such container: {name}")
+        return FakeContainer(self.calls)
+
+
+def test_watcher_leaves_the_container_alone_when_the_client_ended_the_run():
+    from bootstrap_repro.runtimes._docker import _watch
+
+    engine = FakeEngine(appears=1)
+    assert _watch(engine, "c1", 60, io.BytesIO(b"done\n"), sleep=lambda s: None) == 0
+    assert engine.calls == []  # no engine call: the client removed its container itself
+
+
+def test_watcher_stops_and_removes_the_container_of_a_dead_client():
+    from bootstrap_repro.runtimes._docker import _watch
+
+    engine = FakeEngine(appears=1)
+    assert _watch(engine, "c1", 60, io.BytesIO(b""), sleep=lambda s: None) == 2  # EOF without "done"
+    assert engine.calls == [("get", "c1"), ("stop", 60), ("remove", True)]  # stopped as by Ctrl-C: resumable
+
+
+def test_watcher_waits_for_a_create_in_flight_then_gives_up():
+    from bootstrap_repro.runtimes._docker import _watch
+
+    slept: list = []
+    late = FakeEngine(appears=3)  # the create the dead client sent lands after two lookups
+    assert _watch(late, "c1", 5, io.BytesIO(b""), retries=(0.5, 1.0, 2.0), sleep=slept.append) == 2
+    assert late.calls[-2:] == [("stop", 5), ("remove", True)] and slept == [0.0, 0.5, 1.0]
+    never = FakeEngine(appears=None)  # died before creating anything: nothing to do
+    assert _watch(never, "c1", 5, io.BytesIO(b""), retries=(0.5, 1.0), sleep=lambda s: None) == 1
+    assert never.calls == [("get", "c1")] * 3
+
+
+def test_watcher_without_an_engine_reports_and_the_run_goes_on_unwatched(tmp_path, monkeypatch):
+    """A watcher that cannot reach the engine says why; the client warns, naming the container."""
+    from bootstrap_repro.runtimes._docker import _start_watcher, _watcher_ready
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
+    log = io.StringIO()
+    assert _watcher_ready(_start_watcher("bootstrap-repro-x", log), "bootstrap-repro-x", log) is None
+    text = log.getvalue()
+    assert text.startswith("docker: warning: no watcher for container bootstrap-repro-x (cannot reach the Docker "
+                           "engine: ") and text.endswith("; if bootstrap-repro is killed, stop the container with: "
+                                                         "docker stop bootstrap-repro-x\n"), text

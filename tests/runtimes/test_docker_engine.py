@@ -9,6 +9,7 @@ reason, except in CI (``CI=true``) where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -224,6 +225,123 @@ def test_sigterm_stops_the_container_and_the_run_resumes_in_docker(engine, local
     assert started_image(r.stderr)
     assert re.search(r"Resumed from checkpoint 'last' at epoch \d", r.stdout)
     assert json.loads((exp / "logs.json").read_text()) == json.loads((local_digits / "logs.json").read_text())
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def watchers_of(pid: int) -> list[int]:
+    """The container watchers started by the client ``pid``."""
+    found = []
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            if b"_watch_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
+def ended(pid: int) -> bool:
+    """Gone, or a zombie waiting for its new parent (init here) to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_for(predicate, seconds: float) -> float | None:
+    """Seconds until ``predicate()`` holds (polled every 0.1 s), None if it did not within ``seconds``."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    return None
+
+
+def running_under(client, root: Path) -> list:
+    return [c for c in containers_under(client, root) if c.status in ("created", "running", "restarting", "paused")]
+
+
+def test_sigkill_of_the_client_stops_its_container_and_the_run_resumes(engine, tmp_path):
+    """kill -9 of the host-side bootstrap-repro: its container is stopped (the run saves) and removed within 10 s."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "slow_hook.py").write_text(SLOW_HOOK.replace("0.05", "0.25"))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{tmp_path / 'plugins'}", "BOOTSTRAP_REPRO_HOOKS": "slow_hook"}
+    exp = tmp_path / "exp"
+    # ~12 s an epoch with the slow hook: without the watcher the container trains on for ~35 s after the kill
+    cmd = [sys.executable, "-m", "bootstrap_repro", "run", "-o", str(DIGITS), "--engine.nb_epochs", "4",
+           "--exp.dir", str(exp), *engine.args]
+    err_file = tmp_path / "err.txt"
+    with err_file.open("w") as err_f:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err_f)
+    try:
+        assert wait_for(lambda: proc.poll() is not None or (exp / "ckpt_last_model.pth.tar").exists(), 120), \
+            err_file.read_text()
+        assert proc.poll() is None, err_file.read_text()
+        [container] = running_under(engine.client, tmp_path)
+        assert container.status == "running"
+        watchers = watchers_of(proc.pid)
+        proc.kill()  # SIGKILL: no handler, no finally
+        proc.wait()
+        gone_s = wait_for(lambda: not running_under(engine.client, tmp_path), 10)
+        assert gone_s is not None, f"container {container.short_id} still running 10 s after SIGKILL of its client"
+        removed_s = wait_for(lambda: not containers_under(engine.client, tmp_path), 10)
+        assert removed_s is not None
+        print(f"container stopped {gone_s:.1f} s and removed {gone_s + removed_s:.1f} s after SIGKILL of its client")
+        assert len(watchers) == 1 and wait_for(lambda: ended(watchers[0]), 10) is not None  # the watcher exits
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for left in containers_under(engine.client, tmp_path):  # old code: do not leave a training container
+            left.remove(force=True)
+    log = (exp / "logs.txt").read_text()
+    assert "Interrupted (SIGTERM)" in log  # stopped as by Ctrl-C: the run saved
+    # the exp dir is resumable, in Docker again (no slow hook now), to the end
+    r = subprocess.run([sys.executable, "-m", "bootstrap_repro", "run", "-o", str(exp / "options.yaml"),
+                        "--exp.resume", "last"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert started_image(r.stderr)
+    assert re.search(r"Resumed from checkpoint 'last' at epoch \d", r.stdout)
+    assert json.loads((exp / "logs.json").read_text())["eval_epoch.epoch"] == [0, 1, 2, 3]
+
+
+def test_sigkill_of_the_client_as_its_watcher_starts_leaves_no_container(engine, tmp_path):
+    """Killed before (or while) the container is created: nothing runs, nothing is left, the watcher exits."""
+    exp = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "bootstrap_repro", "run", "-o", str(DIGITS), "--engine.nb_epochs", "20",
+           "--exp.dir", str(exp), *engine.args]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        found: list[int] = []
+
+        def watcher_started() -> bool:
+            found[:] = watchers_of(proc.pid)
+            return proc.poll() is not None or bool(found)
+
+        assert wait_for(watcher_started, 60) is not None
+        assert proc.poll() is None and len(found) == 1
+        proc.kill()
+        proc.wait()
+        assert wait_for(lambda: ended(found[0]), 15) is not None  # at most its retries for a create in flight
+        assert running_under(engine.client, tmp_path) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for left in containers_under(engine.client, tmp_path):
+            left.remove(force=True)
 
 
 def as_user(uid: int, groups: list[int]) -> list[str]:
