@@ -195,10 +195,15 @@ def cli_token(key: str) -> st.SearchStrategy[list[str]]:
         return st.lists(below | junk, min_size=int(key == "optimizer.grad_clip"), max_size=1)  # alone: null (off)
     if key in BOOLS:
         return st.lists(st.text(min_size=1, max_size=6).filter(
-            lambda t: t.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0") and not t.startswith("--")),
+            lambda t: t.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0") and not _flag_like(t)),
             min_size=1, max_size=1)
     return st.lists(st.text(min_size=1, max_size=8).filter(
-        lambda t: t not in ENUMS[key] and not t.startswith("--")), min_size=1, max_size=1)
+        lambda t: t not in ENUMS[key] and not _flag_like(t)), min_size=1, max_size=1)
+
+
+def _flag_like(word: str) -> bool:
+    """``--x`` starts another option and ``-h`` asks for help (exit 0): neither is a value."""
+    return word.startswith("--") or word in ("-h",)
 
 
 def _fits_int(word: str, low: int, high: int | None) -> bool:

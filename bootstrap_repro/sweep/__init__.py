@@ -16,7 +16,7 @@ from bootstrap_repro.sweep._driver import MAX_ATTEMPTS, SPACE_ATTR, Sweep, Sweep
 from bootstrap_repro.sweep._errors import ObjectiveNotLoggedError, SearchSpaceChangedError, StorageError, SweepError
 from bootstrap_repro.sweep._gpus import gpus_for, visible_gpus
 from bootstrap_repro.sweep._report import MARKER, REPORT_NAME, build_report, is_sweep_dir, read_marker, rebuild_report
-from bootstrap_repro.sweep._spec import ParamSpec, SweepSpec, load_sweep, parse_sweep
+from bootstrap_repro.sweep._spec import DEFAULT_MAX_RETRIES, ParamSpec, SweepSpec, load_sweep, parse_sweep
 from bootstrap_repro.sweep._storage import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -27,10 +27,13 @@ from bootstrap_repro.sweep._storage import (
     storage_for,
 )
 from bootstrap_repro.sweep._trial import (
+    CRASH_SIGNALS,
     TRIAL_ENV,
     TRIAL_FILE,
     TrialContext,
     best_value,
+    counts_toward_n_trials,
+    ended_by_signal,
     is_lost,
     objective_series,
     read_trial_file,
@@ -62,6 +65,9 @@ __all__ = [
     "objective_series",
     "best_value",
     "is_lost",
+    "counts_toward_n_trials",
+    "ended_by_signal",
+    "CRASH_SIGNALS",
     "build_report",
     "rebuild_report",
     "is_sweep_dir",
@@ -70,6 +76,7 @@ __all__ = [
     "REPORT_NAME",
     "space_diff",
     "MAX_ATTEMPTS",
+    "DEFAULT_MAX_RETRIES",
     "SPACE_ATTR",
     "visible_gpus",
     "gpus_for",

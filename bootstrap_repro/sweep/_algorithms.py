@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ def parse_algo(raw: Any, kind: str, default: str) -> AlgoSpec:
         raise SweepError(f"{key}: expected a name or a mapping like {{name: {default}}}, got {raw!r}")
     kwargs = dict(raw)
     name = kwargs.pop("name", default)
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         raise SweepError(
             f"{key}: unknown {kind} {name!r}{did_you_mean(str(name), registry)} (valid: {', '.join(registry)})"
         )
@@ -84,9 +85,34 @@ def parse_algo(raw: Any, kind: str, default: str) -> AlgoSpec:
     return AlgoSpec(str(name), kwargs)
 
 
+#: Points of a grid search at most (the sampler holds every one in memory).
+MAX_GRID_POINTS = 1_000_000
+
+
+def _grid_size(p: ParamSpec) -> float | None:
+    """How many values the grid of ``p`` has, computed without listing them (None: a float range without step)."""
+    if p.type == "categorical":
+        return len(p.choices)
+    if p.type == "int":
+        return len(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
+    if p.step is None:
+        return None
+    n = (p.high - p.low) / p.step + 1
+    return n if math.isfinite(n) else math.inf
+
+
 def _grid_space(params: Sequence[ParamSpec]) -> dict[str, list[Any]]:
     space = {}
+    total = 1.0
     for p in params:
+        size = _grid_size(p)
+        if size is not None:
+            total *= size
+            if total > MAX_GRID_POINTS:
+                raise SweepError(
+                    f"params.{p.key}: the grid would hold {total:.3g} points with this param's {size:.3g} values "
+                    f"(at most {MAX_GRID_POINTS}); narrow its range, raise its step, or use another sampler"
+                )
         values = p.grid_values()
         if values is None:
             raise SweepError(

@@ -9,18 +9,28 @@ with :mod:`bootstrap_repro.sweep._pruning` loaded as a hook plugin, and tells th
 ended.  A free worker takes the next trial at once: no batches.
 
 **Counting.** A trial *counts* when it is COMPLETE, PRUNED, RUNNING, or FAIL on its own (its
-run failed).  A trial is *lost* when its process did not end on its own: its driver died
-(``kill -9``; detected from the driver's pid and start time recorded in the trial, or by
-PostgreSQL heartbeats for other machines), it was interrupted, or its dir already existed.
-A lost trial is marked FAIL, does not count, and is retried once with the same params in a new
-trial (a new number, so a new dir), up to :data:`MAX_ATTEMPTS` times.  Workers start trials
-while fewer than ``n_trials`` count, so every process of the study together ends with exactly
-``n_trials`` trials COMPLETE, PRUNED or failed on their own.
+run failed: it raised, or crashed).  A trial is *lost* when its process did not end on its own:
+it was killed by a signal from outside (SIGKILL of the OOM killer or of a user, SIGTERM of a
+scheduler; ``killed_by_signal``), its driver died (``kill -9``; detected from the driver's pid
+and start time recorded in the trial, or by PostgreSQL heartbeats for other machines), it was
+interrupted, or its dir already existed.  A lost trial is marked FAIL, does not count, and is
+retried once with the same params in a new trial (a new number), up to ``sweep.max_retries``
+times (:data:`MAX_ATTEMPTS` attempts by default); on its last attempt it counts as a failure.
+Workers start trials while fewer than ``n_trials`` count, so every process of the study together
+ends with exactly ``n_trials`` trials COMPLETE, PRUNED or failed on their own.
+
+**Resuming a retry.** When the lost trial's process was seen to end (killed or interrupted: its
+``returncode`` is recorded) and its experiment dir holds a ``last`` checkpoint saved from the very
+options the retry would run with, the retry runs in that dir with ``--exp.resume last`` (its
+``dir`` user attr says so) and gets the lost trial's intermediate values; otherwise it starts from
+scratch in its own dir ``trials/<number>``.
 
 **Outcome of a trial process.** exit 0 with ``state: PRUNED`` in its ``sweep_trial.json`` →
 PRUNED; exit 0 → COMPLETE with the *best* value of the objective over its epochs (max or min
 by direction) read from ``logs.json`` (the per-epoch values are the trial's intermediate
-values); exit 130 or a signal while the driver stops → lost; anything else → FAIL.
+values); exit 130, SIGINT, or any exit while the driver stops → lost (interrupted); ended by a
+signal (``-N``, ``128+N`` from Docker, torchrun's report) other than a crash (SIGSEGV, SIGABRT,
+...) → lost (killed); anything else → FAIL.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from typing import IO, TYPE_CHECKING, Any
 import bootstrap_repro
 from bootstrap_repro.errors import ReproError
 from bootstrap_repro.fileio import atomic_write_json
+from bootstrap_repro.options import Options, check_resume_options
 from bootstrap_repro.record import sanitize_url
 from bootstrap_repro.run import HOOKS_ENV
 from bootstrap_repro.sweep._algorithms import make_pruner, make_sampler
@@ -53,11 +64,18 @@ from bootstrap_repro.sweep._report import MARKER, build_report, read_marker
 from bootstrap_repro.sweep._spec import SweepSpec
 from bootstrap_repro.sweep._storage import StudyStorage, quiet_optuna, storage_for, url_without_password
 from bootstrap_repro.sweep._trial import (
+    CRASH_SIGNALS,
     HOOK_MODULE,
+    MAX_ATTEMPTS,
     TRIAL_ENV,
+    TRIAL_FILE,
     TrialContext,
+    attempt_of,
     best_value,
+    counts_toward_n_trials,
+    ended_by_signal,
     is_lost,
+    lost_reason,
     objective_series,
     read_trial_file,
     update_trial_file,
@@ -68,8 +86,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Sweep", "SweepResult", "MAX_ATTEMPTS", "SPACE_ATTR", "space_diff"]
 
-#: A lost trial is retried until it has been started this many times.
-MAX_ATTEMPTS = 3
 #: The study user attribute holding the search space (compared when resuming).
 SPACE_ATTR = "bootstrap_repro.space"
 _WAIT = object()  # the budget is full but trials of other processes still run
@@ -80,7 +96,7 @@ class SweepResult:
     """How a sweep ended."""
 
     exit_code: int  #: 0 done, 1 no trial completed, 130 interrupted
-    counts: dict[str, int]  #: trials per state (``lost`` counted apart from ``FAIL``)
+    counts: dict[str, int]  #: trials per state (``lost`` counted apart from ``FAIL``; ``killed``: those of them killed)
     best: Any  #: the best :class:`optuna.trial.FrozenTrial`, or None
     report: Path | None  #: ``<sweep.dir>/view.html``
 
@@ -90,6 +106,21 @@ class _Claim:
     trial: Any  # optuna.trial.Trial
     params: dict[str, Any]
     dir: Path
+    resume: str | None = None  #: the checkpoint the retry resumes from, in ``dir`` (the lost trial's)
+    retry_of: int | None = None
+
+
+#: A checkpoint's files (as :func:`bootstrap_repro.engines.checkpoint_names` has them, without importing torch).
+_CKPT_PARTS = ("engine", "model", "optimizer")
+
+
+def _has_checkpoint(exp_dir: Path, name: str) -> bool:
+    """Whether ``exp_dir`` holds the complete checkpoint ``name`` (final, or staged by a commit in flight)."""
+    def present(part: str) -> bool:
+        f = exp_dir / f"ckpt_{name}_{part}.pth.tar"
+        return f.exists() or f.with_name(f.name + ".staged").exists()
+
+    return all(present(part) for part in _CKPT_PARTS)
 
 
 # --------------------------------------------------------------------------- processes
@@ -167,6 +198,8 @@ class Sweep:
         self._gpus = visible_gpus()
         self._runtime_args: list[str] = []  # options every trial gets for its runtime (see _prepare_runtime)
         self.n_trials = self._budget()
+        #: a lost or killed trial runs at most this many times (``sweep.max_retries`` + 1)
+        self.max_attempts = spec.max_retries + 1
 
     # ------------------------------------------------------------------ output
     def say(self, line: str) -> None:
@@ -296,22 +329,19 @@ class Sweep:
             "kind": "bootstrap-repro sweep", "schema": 1, "study": self.spec.name,
             "storage": self.storage.describe(), "storage_url": url,
             "objective": self.spec.objective, "direction": self.spec.direction, "n_trials": self.spec.n_trials,
-            "params": [p.key for p in self.spec.params],
+            "max_retries": self.spec.max_retries, "params": [p.key for p in self.spec.params],
             "sweep_file": str(self.spec.source.resolve()) if self.spec.source else None,
         }, indent=1)
 
     # ------------------------------------------------------------------ study bookkeeping
     @staticmethod
-    def _attempt(t: Any) -> int:
-        return int(t.user_attrs.get("attempt", 1))
-
-    @classmethod
-    def counts_toward_n_trials(cls, t: Any) -> bool:
+    def counts_toward_n_trials(t: Any, max_attempts: int = MAX_ATTEMPTS) -> bool:
         """Whether trial ``t`` uses one of the ``n_trials``: COMPLETE, PRUNED, RUNNING, or FAIL on its own
-        (or lost :data:`MAX_ATTEMPTS` times).  A WAITING trial (a retry, an enqueued point) counts once it runs."""
-        if t.state.name in ("COMPLETE", "PRUNED", "RUNNING"):
-            return True
-        return t.state.name == "FAIL" and (not is_lost(t) or cls._attempt(t) >= MAX_ATTEMPTS)
+        (or lost or killed on its last attempt).  A WAITING trial (a retry, an enqueued point) counts once it runs."""
+        return counts_toward_n_trials(t, max_attempts)
+
+    def _counts(self, t: Any) -> bool:
+        return counts_toward_n_trials(t, self.max_attempts)
 
     def _dead(self, t: Any) -> bool:
         """Whether running trial ``t`` belongs to a driver that is gone (checked under the study lock)."""
@@ -347,9 +377,31 @@ class Sweep:
         trials = study.get_trials(deepcopy=False)
         retried = {t.user_attrs.get("retry_of") for t in trials}
         for t in trials:
-            if is_lost(t) and t.number not in retried and self._attempt(t) < MAX_ATTEMPTS:
-                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "attempt": self._attempt(t) + 1})
+            if is_lost(t) and t.number not in retried and attempt_of(t) < self.max_attempts:
+                attrs = {"retry_of": t.number, "attempt": attempt_of(t) + 1}
+                if "returncode" in t.user_attrs and t.user_attrs.get("dir"):  # its process ended: its dir is free
+                    attrs["resume_dir"] = t.user_attrs["dir"]
+                study.enqueue_trial(t.params, user_attrs=attrs)
         return study.get_trials(deepcopy=False)
+
+    def _resumable(self, rel: str | None, params: Mapping[str, Any]) -> Path | None:
+        """The lost trial's dir ``rel`` when a retry with ``params`` can resume it from its ``last`` checkpoint.
+
+        Only when the experiment's saved options are those the retry would run with (a changed sweep
+        override, base file or runtime would make the resume refuse, or continue another experiment).
+        """
+        if not rel:
+            return None
+        exp_dir = self.spec.dir / rel
+        if not _has_checkpoint(exp_dir, "last"):
+            return None
+        try:
+            options = Options.load(self.spec.options_path, self._run_args(params, exp_dir))
+            if check_resume_options(options, exp_dir):  # an explicit value differs from the saved one
+                return None
+        except (ReproError, OSError, ValueError):
+            return None
+        return exp_dir
 
     def _claim(self) -> _Claim | object | None:
         """The next trial of this worker, ``_WAIT``, or None when the study needs no more trials."""
@@ -362,25 +414,41 @@ class Sweep:
                 if self._stopping.is_set():
                     return None
                 trials = self._recover()
-                used = sum(1 for t in trials if self.counts_toward_n_trials(t))
+                used = sum(1 for t in trials if self._counts(t))
                 if used >= self.n_trials:
                     others = any(t.state == TrialState.RUNNING and t.number not in self._mine for t in trials)
                     return _WAIT if others else None
                 study.sampler = make_sampler(self.spec.sampler, self.spec.params, len(trials))
                 trial = study.ask()
                 params = {p.key: p.suggest(trial) for p in self.spec.params}
-                trial_dir = self.spec.trial_dir(trial.number)
                 trial.set_user_attr("driver", self.identity)
-                if trial.number in self._mine or trial_dir.exists():
+                asked = trial.user_attrs
+                resume_dir = self._resumable(asked.get("resume_dir"), params) if "retry_of" in asked else None
+                trial_dir = resume_dir or self.spec.trial_dir(trial.number)
+                if resume_dir is None and (trial.number in self._mine or trial_dir.exists()):
                     trial.set_user_attr("lost", f"{trial_dir} already existed")
                     study.tell(trial, state=TrialState.FAIL)
                     self.say(f"trial {trial.number:04d}: {trial_dir} already exists; retrying in a new trial")
                     continue
-                trial.set_user_attr("dir", str(trial_dir.relative_to(self.spec.dir)))
+                rel = str(trial_dir.relative_to(self.spec.dir))
+                trial.set_user_attr("dir", rel)
+                claim = _Claim(trial, params, trial_dir, retry_of=asked.get("retry_of"))
+                if "retry_of" in asked:
+                    previous = next((t for t in trials if t.number == asked["retry_of"]), None)
+                    if resume_dir is not None:
+                        claim.resume = "last"
+                        trial.set_user_attr("resumed_from", "last")
+                        for step, value in sorted((previous.intermediate_values if previous else {}).items()):
+                            trial.report(value, step)  # the curve so far (the resumed run reports the next epochs)
+                    how = (f"resuming {rel} from its last checkpoint" if resume_dir is not None
+                           else f"from scratch in {rel}")
+                    why = lost_reason(previous) if previous is not None else "lost"
+                    self.say(f"trial {asked['retry_of']:04d} {why}, retried as trial {trial.number:04d} "
+                             f"(attempt {attempt_of(trial)} of {self.max_attempts}, {how})")
                 if self.storage.heartbeat:
                     self.storage.open().record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
                 self._mine[trial.number] = trial
-                return _Claim(trial, params, trial_dir)
+                return claim
 
     # ------------------------------------------------------------------ one trial
     def _env(self, slot: int, ctx: TrialContext) -> dict[str, str]:
@@ -399,16 +467,33 @@ class Sweep:
             env["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // self.spec.jobs))
         return env
 
+    def _run_args(self, params: Mapping[str, Any], exp_dir: Path) -> list[str]:
+        """The options of a trial's run after ``-o <base options>`` (every one explicit)."""
+        journal = self.storage.trial_info().get("journal")  # the study's own file: read and appended, not an input
+        ignore = ["--exp.inputs_ignore", journal, f"{journal}.*"] if journal else []
+        return [*self.spec.trial_overrides(params), *self._runtime_args, *ignore, "--exp.dir", str(exp_dir)]
+
+    def _start_resume(self, claim: _Claim) -> None:
+        """Before a retry resumes the lost trial's dir: its ``sweep_trial.json`` starts afresh, with the attempts before."""
+        old = read_trial_file(claim.dir)
+        attempts = list(old.pop("previous_attempts", None) or [])
+        if old:
+            keep = ("number", "state", "lost", "killed_by_signal", "returncode", "duration_s", "value")
+            attempts.append({k: old[k] for k in keep if k in old})
+        atomic_write_json(claim.dir / TRIAL_FILE, {"retry_of": claim.retry_of, "resumed_from": claim.resume,
+                                                   "previous_attempts": attempts}, indent=1)
+
     def _run_trial(self, slot: int, claim: _Claim) -> None:
         trial, spec = claim.trial, self.spec
         ctx = TrialContext(storage=self.storage.trial_info(), storage_desc=self.storage.describe(), study=spec.name,
                            number=trial.number, trial_id=trial._trial_id, objective=spec.objective,
                            direction=spec.direction, pruner=spec.pruner.as_dict(), driver_pid=os.getpid(),
                            params=claim.params)
-        journal = ctx.storage.get("journal")  # the study's own file: read and appended by the trial, not an input
-        ignore = ["--exp.inputs_ignore", journal, f"{journal}.*"] if journal else []
+        resume = ["--exp.resume", claim.resume] if claim.resume else []
         cmd = [self.python, "-m", "bootstrap_repro", "run", "-o", str(spec.options_path.resolve()),
-               *spec.trial_overrides(claim.params), *self._runtime_args, *ignore, "--exp.dir", str(claim.dir)]
+               *self._run_args(claim.params, claim.dir), *resume]
+        if claim.resume:
+            self._start_resume(claim)
         tail: collections.deque[str] = collections.deque(maxlen=30)
         start = time.time()
         with self._plock:
@@ -436,11 +521,17 @@ class Sweep:
         state = marker.get("state") if ours else None
         if rc is None:
             return "FAIL", None, {"lost": "the driver stopped before it started"}
-        if rc == 130 or (rc != 0 and self._stopping.is_set()) or state == "ORPHANED":
-            return "FAIL", None, {"lost": "interrupted"}
+        sig = ended_by_signal(rc, tail)
+        if rc == 130 or sig == signal.SIGINT or (rc != 0 and self._stopping.is_set()) or state == "ORPHANED":
+            return "FAIL", None, {"lost": "interrupted"}  # the user's Ctrl-C (or the driver's stop): not a kill
+        if sig is not None and sig not in CRASH_SIGNALS:  # killed from outside (OOM killer, kill -9, preemption)
+            return "FAIL", None, {"lost": f"killed by {sig.name}", "killed_by_signal": sig.name}
         if rc != 0:
             errors = [line for line in tail if line.startswith("error:")]
-            last = (errors or [line for line in tail if line.strip()] or [f"exit code {rc}"])[-1]
+            if errors or sig is None:
+                last = (errors or [line for line in tail if line.strip()] or [f"exit code {rc}"])[-1]
+            else:  # a crash of its own code (CRASH_SIGNALS): a failure, as an exception
+                last = f"crashed with {sig.name} (exit code {rc})"
             return "FAIL", None, {"error": sanitize_url(last.removeprefix("error: "))[:500]}  # no credentials
         if state == "PRUNED":
             return "PRUNED", None, {}
@@ -495,6 +586,9 @@ class Sweep:
             self._ensure_view(claim.dir)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in claim.params.items())
         what = f"{self.spec.objective}={value:.6g}" if state == "COMPLETE" else (attrs.get("lost") or attrs.get("error") or "")
+        if attrs.get("lost") and attempt_of(trial) >= self.max_attempts:
+            what += f" (not retried: attempt {attempt_of(trial)} of {self.max_attempts}, sweep.max_retries " \
+                    f"{self.spec.max_retries}; counts as a failure)"
         self.say(f"trial {number:04d} {state} {what} in {duration:.1f} s ({shown})")
         if self._fatal is not None:
             self.stop("objective not logged")
@@ -627,15 +721,18 @@ class Sweep:
         assert self.study is not None
         trials = self.study.get_trials(deepcopy=False)
         counts = collections.Counter(t.state.name for t in trials)
-        counts["lost"] = sum(1 for t in trials if is_lost(t) and not self.counts_toward_n_trials(t))  # FAIL after MAX_ATTEMPTS
+        lost = [t for t in trials if is_lost(t) and not self._counts(t)]  # on their last attempt, they count: FAIL
+        counts["lost"] = len(lost)
         counts["FAIL"] -= counts["lost"]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         pick = max if self.spec.direction == "maximize" else min
         best = pick(complete, key=lambda t: t.value) if complete else None
         retried = {t.user_attrs.get("retry_of") for t in trials}
-        pending = sum(1 for t in trials if is_lost(t) and not self.counts_toward_n_trials(t) and t.number not in retried)
+        pending = sum(1 for t in lost if t.number not in retried)
+        counts["killed"] = killed = sum(1 for t in lost if t.number in retried and t.user_attrs.get("killed_by_signal"))
         line = (f"{counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed"
-                + (f", {counts['lost'] - pending} lost and retried" if counts["lost"] > pending else "")
+                + (f", {killed} killed and retried" if killed else "")
+                + (f", {len(lost) - pending - killed} lost and retried" if len(lost) - pending - killed else "")
                 + (f", {pending} lost (retried when the sweep runs again)" if pending else "")
                 + f" (n_trials {self.n_trials})")
         if best is not None:

@@ -16,6 +16,7 @@ The driver starts ``bootstrap-repro run`` with ``$BOOTSTRAP_REPRO_HOOKS`` naming
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,9 @@ class TrialReporter:
         value, epoch = float(metrics[self.metric]), int(engine.state.epoch)
         try:
             trial = self.trial()
-            trial.report(value, epoch)
+            with warnings.catch_warnings():  # a resumed retry was given the lost trial's values: the same epochs
+                warnings.filterwarnings("ignore", message="The reported value is ignored because")
+                trial.report(value, epoch)
             prune = trial.should_prune()
         except optuna.exceptions.UpdateFinishedTrialError:
             update_trial_file(self.exp_dir, state="ORPHANED")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.fileio import atomic_write_text
 from bootstrap_repro.sweep._importance import main_effect_importances
-from bootstrap_repro.sweep._trial import is_lost
+from bootstrap_repro.sweep._trial import MAX_ATTEMPTS, attempt_of, counts_toward_n_trials, is_lost, lost_reason
 from bootstrap_repro.views import ensure_plotly_js, render_html
 
 if TYPE_CHECKING:
@@ -226,36 +226,65 @@ def _cell(value: Any, text: str | None = None, *, txt: bool = False, inner: str 
     return f'<td{cls} data-v="{sort_key}">{shown}</td>'
 
 
-def _trial_note(t: Any) -> str:
+def _max_attempts(meta: Mapping[str, Any]) -> int:
+    retries = meta.get("max_retries")
+    return retries + 1 if isinstance(retries, int) else MAX_ATTEMPTS
+
+
+def _retried_as(trials: Sequence[Any]) -> dict[int, int]:
+    """``{lost trial number: the number of its retry}``."""
+    return {t.user_attrs["retry_of"]: t.number for t in trials if isinstance(t.user_attrs.get("retry_of"), int)}
+
+
+def _trial_note(t: Any, by_number: Mapping[int, Any], retried_as: Mapping[int, int], max_attempts: int) -> str:
     ua = t.user_attrs
     if is_lost(t):
-        return f"lost ({ua.get('lost') or 'no heartbeat'}); retried"
+        why = lost_reason(t)
+        if t.number in retried_as:
+            return f"{why}; retried as trial {retried_as[t.number]}"
+        if attempt_of(t) >= max_attempts:
+            return f"{why}; not retried (attempt {attempt_of(t)} of {max_attempts})"
+        return f"{why}; retried when the sweep runs again"
     if ua.get("error"):
         return str(ua["error"])
     if t.state.name == "PRUNED" and t.intermediate_values:
         return f"pruned after epoch {max(t.intermediate_values)}"
     if "retry_of" in ua:
-        return f"retry of trial {ua['retry_of']}"
+        previous = by_number.get(ua["retry_of"]) if isinstance(ua["retry_of"], int) else None  # (an edited journal)
+        note = f"retry of trial {ua['retry_of']}" + (f" ({lost_reason(previous)})" if previous is not None else "")
+        return note + (f", resumed from its {ua['resumed_from']} checkpoint" if ua.get("resumed_from") else "")
     return ""
 
 
-def _table(trials: Sequence[Any], names: Sequence[str], sweep_dir: Path, best: Any) -> str:
+def _trial_dir(t: Any) -> str:
+    """The trial's dir in the sweep dir: its own, or the lost trial's that it resumed."""
+    rel = t.user_attrs.get("dir")
+    if isinstance(rel, str) and rel and not rel.startswith(("/", "..")) and "/../" not in rel:
+        return rel
+    return f"trials/{t.number:04d}"
+
+
+def _table(trials: Sequence[Any], names: Sequence[str], sweep_dir: Path, best: Any,
+           max_attempts: int = MAX_ATTEMPTS) -> str:
     head = ["trial", "state", "value", *names, "duration (s)", "started", "note"]
     txt_cols = {"state", "started", "note"}
     rows = []
+    by_number = {t.number: t for t in trials}
+    retried_as = _retried_as(trials)
     for t in trials:
-        rel = f"trials/{t.number:04d}"
+        rel = _trial_dir(t)
+        href = html.escape(rel, quote=True)
         if (sweep_dir / rel / REPORT_NAME).is_file():
-            link = f'<a href="{rel}/{REPORT_NAME}">{t.number}</a>'
+            link = f'<a href="{href}/{REPORT_NAME}">{t.number}</a>'
         elif (sweep_dir / rel).is_dir():
-            link = f'<a href="{rel}/">{t.number}</a>'
+            link = f'<a href="{href}/">{t.number}</a>'
         else:
             link = str(t.number)
         dur = _duration(t)
         started = t.datetime_start.strftime("%Y-%m-%d %H:%M:%S") if t.datetime_start else ""
         cells = [_cell(t.number, inner=link), _cell(t.state.name, txt=True), _cell(t.value)]
         cells += [_cell(t.params.get(n)) for n in names]
-        cells += [_cell(None if dur is None else round(dur, 1)), _cell(started, txt=True), _cell(_trial_note(t), txt=True)]
+        cells += [_cell(None if dur is None else round(dur, 1)), _cell(started, txt=True), _cell(_trial_note(t, by_number, retried_as, max_attempts), txt=True)]
         cls = t.state.name + (" best" if best is not None and t.number == best.number else "")
         rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     ths = "".join(f'<th{" class=txt" if h in txt_cols else ""}>{html.escape(h)}</th>' for h in head)
@@ -268,11 +297,18 @@ def _header(trials: Sequence[Any], best: Any, meta: Mapping[str, Any]) -> str:
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    lost = sum(1 for t in trials if is_lost(t))
+    lost = [t for t in trials if is_lost(t) and not counts_toward_n_trials(t, _max_attempts(meta))]
+    retried = _retried_as(trials)
+    killed = sum(1 for t in lost if t.number in retried and t.user_attrs.get("killed_by_signal"))
+    others = sum(1 for t in lost if t.number in retried) - killed
+    pending = len(lost) - killed - others
     parts = [f"{meta['direction']} {meta['objective']}", f"n_trials {meta['n_trials']}",
              f"{counts.get('COMPLETE', 0)} complete, {counts.get('PRUNED', 0)} pruned, "
-             f"{counts.get('FAIL', 0) - lost} failed, {counts.get('RUNNING', 0) + counts.get('WAITING', 0)} running or waiting"
-             + (f", {lost} lost and retried" if lost else "")]
+             f"{counts.get('FAIL', 0) - len(lost)} failed, "
+             f"{counts.get('RUNNING', 0) + counts.get('WAITING', 0)} running or waiting"
+             + (f", {killed} killed and retried" if killed else "")
+             + (f", {others} lost and retried" if others else "")
+             + (f", {pending} lost (retried when the sweep runs again)" if pending else "")]
     if best is not None:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
         parts.append(f"best {best.value:.6g} in trial {best.number} ({params})")
@@ -302,7 +338,7 @@ def build_report(sweep_dir: str | os.PathLike[str], trials: Sequence[optuna.tria
     if not body_end:
         raise RuntimeError("views.render_html returned a page without </body>")
     path = sweep_dir / REPORT_NAME
-    atomic_write_text(path, head + _table(trials, names, sweep_dir, best) + body_end + tail, fsync=False)
+    atomic_write_text(path, head + _table(trials, names, sweep_dir, best, _max_attempts(meta)) + body_end + tail, fsync=False)
     return path
 
 

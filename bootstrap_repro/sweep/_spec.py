@@ -12,6 +12,7 @@
       sampler: {name: tpe, seed: 0}           # tpe | random | grid | cmaes
       pruner: {name: median, n_warmup_steps: 2}   # median | hyperband | none
       storage: null                           # a file in <dir>; or postgresql://...
+      max_retries: 2                          # a trial killed by a signal (or lost) is retried this many times
     params:
       optimizer.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
       model.network.hidden: {type: int, low: 16, high: 256}
@@ -23,6 +24,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,14 +36,20 @@ from bootstrap_repro.errors import OptionsError, did_you_mean
 from bootstrap_repro.options import Options, flatten, read_yaml
 from bootstrap_repro.sweep._algorithms import AlgoSpec, make_pruner, make_sampler, parse_algo
 from bootstrap_repro.sweep._errors import SweepError
+from bootstrap_repro.sweep._trial import MAX_ATTEMPTS
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["ParamSpec", "SweepSpec", "load_sweep", "parse_sweep", "OBJECTIVE_RE", "DIRECTIONS"]
+__all__ = ["ParamSpec", "SweepSpec", "load_sweep", "parse_sweep", "OBJECTIVE_RE", "DIRECTIONS", "DEFAULT_MAX_RETRIES"]
 
-SWEEP_KEYS = ("options", "dir", "name", "objective", "direction", "n_trials", "jobs", "sampler", "pruner", "storage")
+SWEEP_KEYS = ("options", "dir", "name", "objective", "direction", "n_trials", "jobs", "sampler", "pruner", "storage",
+              "max_retries")
+#: ``sweep.max_retries`` when the file does not set it: a killed trial runs at most 3 times.
+DEFAULT_MAX_RETRIES = MAX_ATTEMPTS - 1
 TOP_KEYS = ("sweep", "params", "enqueue")
+#: Parallel trials (``sweep.jobs``) per CPU of this machine at most.
+JOBS_PER_CPU = 4
 PARAM_TYPES = ("float", "int", "categorical")
 _PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
                "categorical": ("type", "choices")}
@@ -59,6 +67,14 @@ def _is_number(v: Any) -> bool:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v: Any) -> bool:
+    """A number that is a finite float (not NaN, not an infinity, not an int beyond floats)."""
+    try:
+        return math.isfinite(float(v))
+    except (OverflowError, TypeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,8 @@ class ParamSpec:
         for c in choices:
             if c is not None and not isinstance(c, (bool, int, float, str)):
                 raise SweepError(f"{where}: choices must be null, bool, int, float or str, got {c!r}")
+            if isinstance(c, float) and not math.isfinite(c):
+                raise SweepError(f"{where}: choices must be finite numbers, got {c!r}")
         if len({(type(c), c) for c in choices}) != len(choices):
             raise SweepError(f"{where}: choices must be distinct, got {choices!r}")
         return cls(key, "categorical", choices=tuple(choices))
@@ -110,9 +128,11 @@ class ParamSpec:
         for name, v in (("low", low), ("high", high)):
             if not check(v):
                 raise SweepError(f"{where}.{name}: expected {'an int' if kind == 'int' else 'a number'}, got {v!r}")
+            if kind == "float" and not _finite(v):  # .inf, .nan (or 1e400) would be drawn as such
+                raise SweepError(f"{where}.{name}: expected a finite number, got {v!r}")
         if not isinstance(log, bool):
             raise SweepError(f"{where}.log: expected true or false, got {log!r}")
-        if step is not None and (not check(step) or step <= 0):
+        if step is not None and (not check(step) or not step > 0 or not _finite(step)):
             raise SweepError(f"{where}.step: expected a positive {'int' if kind == 'int' else 'number'}, got {step!r}")
         if not low <= high:
             raise SweepError(f"{where}: `low <= high` must hold, but got (low={low}, high={high})")
@@ -207,6 +227,8 @@ class SweepSpec:
     storage: str | None
     params: tuple[ParamSpec, ...]
     enqueue: tuple[dict[str, Any], ...] = ()
+    #: how many times a trial whose process was killed by a signal (or lost with its driver) is retried
+    max_retries: int = DEFAULT_MAX_RETRIES
     overrides: tuple[str, ...] = ()  #: option overrides applied to every trial
     source: Path | None = None  #: the sweep file
     base: Options | None = field(default=None, compare=False, repr=False)  #: the base options (with overrides)
@@ -239,7 +261,14 @@ class SweepSpec:
 
 # --------------------------------------------------------------------------- parsing
 def _read(path: Path) -> dict[str, Any]:
-    data = read_yaml(path, what="sweep file", error=SweepError)
+    try:
+        data = read_yaml(path, what="sweep file", error=SweepError)
+    except SweepError:
+        raise
+    except ValueError as exc:  # what YAML's reader lets through: an int of more than 4300 digits (Python's limit)
+        reason = "a number of more than 4300 digits" if "integer string conversion" in str(exc) else \
+            " ".join(str(exc).split())[:120]
+        raise SweepError(f"{path}: YAML error: {reason}; fix the file") from None
     if not isinstance(data, dict):
         raise SweepError(f"{path}: expected a mapping with `sweep:` and `params:` at the top level")
     return data
@@ -248,6 +277,12 @@ def _read(path: Path) -> dict[str, Any]:
 def _positive_int(value: Any, where: str) -> int:
     if not _is_int(value) or value < 1:
         raise SweepError(f"{where}: expected a positive int, got {value!r}")
+    return int(value)
+
+
+def _non_negative_int(value: Any, where: str) -> int:
+    if not _is_int(value) or value < 0:
+        raise SweepError(f"{where}: expected a whole number >= 0, got {value!r}")
     return int(value)
 
 
@@ -340,6 +375,11 @@ def parse_sweep(
         raise SweepError(f"sweep.direction: expected maximize or minimize, got {direction!r}")
     n = _positive_int(n_trials, "--n-trials") if n_trials is not None else _positive_int(sw["n_trials"], "sweep.n_trials")
     j = _positive_int(jobs, "--jobs") if jobs is not None else _positive_int(sw.get("jobs", 1), "sweep.jobs")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if j > JOBS_PER_CPU * cpus:  # each job is a process training a model: beyond that the machine thrashes
+        raise SweepError(f"{'--jobs' if jobs is not None else 'sweep.jobs'}: {j} parallel trials asked, this machine "
+                         f"has {cpus} CPU(s); use at most {JOBS_PER_CPU * cpus}")
+    max_retries = _non_negative_int(sw.get("max_retries", DEFAULT_MAX_RETRIES), "sweep.max_retries")
     store = (_check_storage(storage, "--storage") if storage is not None
              else _check_storage(sw.get("storage"), "sweep.storage"))
     sweep_dir = Path(sw["dir"])
@@ -371,7 +411,8 @@ def parse_sweep(
     return SweepSpec(
         options_path=Path(sw["options"]), dir=sweep_dir, name=name.strip(), objective=objective, direction=direction,
         n_trials=n, jobs=j, sampler=sampler, pruner=pruner, storage=store, params=params,
-        enqueue=_check_enqueue(data.get("enqueue"), params), overrides=tuple(overrides), source=source, base=base,
+        enqueue=_check_enqueue(data.get("enqueue"), params), max_retries=max_retries, overrides=tuple(overrides),
+        source=source, base=base,
     )
 
 

@@ -19,6 +19,7 @@ import abc
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import warnings
 from collections.abc import Iterator, Mapping
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "StudyStorage", "FileStudyStorage", "PostgresStudyStorage", "storage_for", "open_trial_storage",
-    "JOURNAL_NAME", "HEARTBEAT_INTERVAL_S", "GRACE_PERIOD_S", "quiet_optuna", "url_without_password",
+    "JOURNAL_NAME", "check_journal", "HEARTBEAT_INTERVAL_S", "GRACE_PERIOD_S", "quiet_optuna", "url_without_password",
 ]
 
 JOURNAL_NAME = "study.journal"
@@ -106,6 +107,8 @@ class FileStudyStorage(StudyStorage):
 
     def open(self) -> optuna.storages.BaseStorage:
         if self._storage is None:
+            if self.path.is_file():
+                check_journal(self.path)  # a damaged journal: one line naming it, not Optuna's traceback
             self.dir.mkdir(parents=True, exist_ok=True)
             self._storage = _journal(str(self.path))
         return self._storage
@@ -125,6 +128,91 @@ class FileStudyStorage(StudyStorage):
 
     def trial_info(self) -> dict[str, str]:
         return {"journal": str(self.path.resolve())}
+
+
+def _cut_hint(path: Path, line: int) -> str:
+    if line <= 1:
+        return "restore it from a backup"
+    return (f"restore it from a backup, or keep the study as it was before that line: "
+            f"head -n {line - 1} {path} > {path}.fixed && mv {path}.fixed {path}")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _trial_problem(t: Any) -> str | None:
+    """What is wrong with a replayed trial (values, intermediate values, params), None if nothing."""
+    if t.values is not None and (not isinstance(t.values, list) or not all(_number(v) for v in t.values)):
+        return f"its values {t.values!r} are not numbers"
+    for step, v in t.intermediate_values.items():
+        if not isinstance(step, int) or isinstance(step, bool) or not _number(v):
+            return f"its intermediate value {step!r}: {v!r} is not an epoch and a number"
+    for name, dist in t.distributions.items():
+        try:
+            ok = dist._contains(dist.to_internal_repr(t.params.get(name)))
+        except Exception:  # noqa: BLE001 - any failure: a value the distribution cannot hold
+            ok = False
+        if not ok:
+            return f"its param {name}={t.params.get(name)!r} is outside its distribution"
+    return None
+
+
+def check_journal(path: str | os.PathLike[str]) -> str | None:
+    """Check that Optuna can replay the journal ``path``; raise a one-line :class:`StorageError` naming the line.
+
+    Every complete line must be a JSON journal entry that Optuna replays, and leave its trial
+    with numeric values and params inside their distributions.  A last line without its newline
+    (a write cut short) is what Optuna skips: it is returned as a warning, the study is the one
+    of the lines before it.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    try:
+        from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
+    except ImportError:  # another Optuna layout: Optuna's own errors, then
+        return None
+    *lines, tail = raw.split(b"\n")
+    replay = JournalStorageReplayResult("bootstrap-repro-check-")  # a worker id no entry has
+    ops = {int(op) for op in JournalOperation}
+    with quiet_optuna():
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                problem = "an empty line"
+            else:
+                try:
+                    log = json.loads(line.decode("utf-8"))
+                    problem = None if isinstance(log, dict) and log.get("op_code") in ops and \
+                        not isinstance(log.get("op_code"), bool) else "not an object with a known op_code"
+                except UnicodeDecodeError:
+                    problem = "not UTF-8 text"
+                except RecursionError:
+                    problem = "nested too deeply"
+                except ValueError as exc:
+                    problem = f"not JSON: {_first_line(exc)}"
+            if problem is None:
+                try:
+                    replay.apply_logs([log])
+                except Exception as exc:  # noqa: BLE001 - Optuna asserts, KeyErrors, TypeErrors on a bad entry
+                    detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+                    problem = f"Optuna cannot replay it: {type(exc).__name__}" + (f": {detail}" if detail else "")
+            if problem is None:
+                trial_id = log.get("trial_id")
+                if log["op_code"] == JournalOperation.CREATE_TRIAL:
+                    trial_id = len(replay._trials) - 1
+                trial = replay._trials.get(trial_id) if isinstance(trial_id, int) else None
+                problem = _trial_problem(trial) if trial is not None else None
+                if problem is not None:
+                    problem = f"trial {trial.number}: {problem}"
+            if problem is not None:
+                raise StorageError(f"{path}: line {n} is damaged ({problem}); {_cut_hint(path, n)}")
+    if tail and lines:  # (no complete line: no study, which the caller says)
+        return (f"{path}: its last line is incomplete (a write was cut short); the report shows the study "
+                f"as of the {len(lines)} complete lines")
+    return None
 
 
 def _journal(path: str) -> optuna.storages.BaseStorage:

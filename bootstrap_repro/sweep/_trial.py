@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+import re
+import signal
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,16 @@ from bootstrap_repro.fileio import atomic_write_json
 
 __all__ = [
     "TRIAL_ENV", "TRIAL_FILE", "HOOK_MODULE", "TrialContext", "read_trial_file", "update_trial_file",
-    "objective_series", "best_value", "is_lost",
+    "objective_series", "best_value", "is_lost", "counts_toward_n_trials", "attempt_of", "ended_by_signal",
+    "lost_reason", "CRASH_SIGNALS", "MAX_ATTEMPTS",
 ]
 
 #: JSON :class:`TrialContext` given to a trial process.
 TRIAL_ENV = "BOOTSTRAP_REPRO_TRIAL"
 #: The trial's record in its experiment dir.
 TRIAL_FILE = "sweep_trial.json"
+#: A lost or killed trial runs at most this many times by default (``sweep.max_retries`` + 1).
+MAX_ATTEMPTS = 3
 #: The hook module a trial's run loads through ``$BOOTSTRAP_REPRO_HOOKS``.
 HOOK_MODULE = "bootstrap_repro.sweep._pruning"
 
@@ -101,10 +106,70 @@ def best_value(series: list[tuple[int, float | None]], direction: str) -> tuple[
     return pick(ok, key=lambda ev: ev[1])
 
 
+#: Signals a process raises against itself when its own code (or a library under it) crashes: such a trial
+#: failed on its own, as one that raised, and is not retried.  Any other signal (SIGKILL from the OOM killer
+#: or a ``kill -9``, SIGTERM from a scheduler's preemption, ...) came from outside: the trial is retried.
+CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT,
+                           signal.SIGSYS, signal.SIGTRAP})
+#: torchrun's summary of a rank that died by a signal (its own exit code is then 1).
+_TORCHRUN_SIGNAL = re.compile(r"Signal (\d+) \((SIG[A-Z0-9]+)\) received by PID")
+
+
+def ended_by_signal(returncode: int | None, stderr_tail: Iterable[str] = ()) -> signal.Signals | None:
+    """The signal that ended a trial process, or None when it exited on its own.
+
+    ``returncode`` is the subprocess's: ``-N`` for signal N, or ``128 + N`` as a shell or Docker reports it
+    (137 is a SIGKILLed container, the OOM killer's mark).  Under torchrun, whose exit code is 1, the
+    summary it prints for the rank that died (``Signal 9 (SIGKILL) received by PID ...``) tells.  The run
+    itself exits 0, 1, 2 or 130 (interrupted), never above 128 otherwise; a rank of torchrun that raised
+    is its root cause, not a signal (the other ranks it then stops are not).
+    """
+    if returncode is None or returncode == 0:
+        return None
+    number = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 128 + 65 else None
+    if number is None and returncode == 1:  # torchrun: its root cause, the first rank that failed
+        lines = list(stderr_tail)
+        roots = [i for i, line in enumerate(lines) if line.startswith("Root Cause")]
+        for line in lines[roots[-1]:] if roots else ():
+            m = _TORCHRUN_SIGNAL.search(line)
+            if m:
+                number = int(m.group(1))
+                break
+    try:
+        return None if number is None else signal.Signals(number)
+    except ValueError:  # a realtime signal: no name, an ordinary failure
+        return None
+
+
 def is_lost(trial: Any) -> bool:
-    """Whether a FAIL trial did not end on its own (driver died, interrupted, stale heartbeat): it is retried.
+    """Whether a FAIL trial did not end on its own (driver died, interrupted, killed by a signal, stale
+    heartbeat): it is retried.
 
     The driver records ``returncode`` for every trial process that ended; a trial failed by
-    anyone else has none, and the driver marks interrupted ones ``lost``.
+    anyone else has none, and the driver marks interrupted and killed ones ``lost``.
     """
     return trial.state.name == "FAIL" and (bool(trial.user_attrs.get("lost")) or "returncode" not in trial.user_attrs)
+
+
+def attempt_of(trial: Any) -> int:
+    """1 for a first run, 2 for its first retry, ..."""
+    return int(trial.user_attrs.get("attempt", 1))
+
+
+def counts_toward_n_trials(trial: Any, max_attempts: int = MAX_ATTEMPTS) -> bool:
+    """Whether ``trial`` uses one of the ``n_trials``: COMPLETE, PRUNED, RUNNING, or FAIL on its own (a lost or
+    killed trial counts only on its last attempt, ``max_attempts``).  A WAITING trial (a retry, an enqueued
+    point) counts once it runs."""
+    if trial.state.name in ("COMPLETE", "PRUNED", "RUNNING"):
+        return True
+    return trial.state.name == "FAIL" and (not is_lost(trial) or attempt_of(trial) >= max_attempts)
+
+
+def lost_reason(trial: Any) -> str:
+    """Why a lost trial is retried, for messages: ``killed by SIGKILL``, ``interrupted``, ``lost (its driver died)``."""
+    ua = trial.user_attrs
+    if ua.get("killed_by_signal"):
+        return f"killed by {ua['killed_by_signal']}"
+    if ua.get("lost") == "interrupted":
+        return "interrupted"
+    return f"lost ({ua.get('lost') or 'no heartbeat'})"

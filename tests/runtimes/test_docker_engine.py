@@ -494,8 +494,8 @@ def test_rerun_of_a_docker_experiment_uses_the_recorded_image(engine, tmp_path):
 
 # --------------------------------------------------------------------------- sweeps with trials in containers
 def docker_sweep(root: Path, engine, **sweep: object) -> Path:
-    """A 3-trial sweep over TINY whose trials run in Docker: lr 0.1 and 0.05 learn, lr 0 cannot and is pruned."""
-    lrs = [0.1, 0.05, 0.0]
+    """A 3-trial sweep over TINY whose trials run in Docker: lr 0.1 and 0.05 learn, lr 1e-12 cannot and is pruned."""
+    lrs = [0.1, 0.05, 1e-12]
     return write_sweep(root, options={"engine": {"nb_epochs": 3}, "runtime": {"name": "docker"}},
                        sweep={"n_trials": 3, "jobs": 2, "pruner": {"name": "median", "n_warmup_steps": 0,
                                                                    "n_startup_trials": 1}, **sweep},

@@ -14,8 +14,8 @@ from bootstrap_repro.options import merge
 
 from conftest import TINY, cli, write_options
 
-#: lr 0.1 learns, lr 0.0 does not: a param value that makes trials clearly worse.
-GOOD_LR, BAD_LR = 0.1, 0.0
+#: lr 0.1 learns, lr 1e-12 does not: a param value that makes trials clearly worse (lr must be > 0).
+GOOD_LR, BAD_LR = 0.1, 1e-12
 
 
 def write_sweep(root: Path, *, sweep: dict[str, Any] | None = None, params: dict[str, Any] | None = None,

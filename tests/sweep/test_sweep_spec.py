@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from bootstrap_repro.sweep import (
     Sweep,
     SweepError,
     best_value,
+    ended_by_signal,
     gpus_for,
     is_lost,
     load_sweep,
@@ -90,7 +92,11 @@ def test_float_range_on_an_int_option(capsys, tmp_path):
     ({"storage": "mysql://x"}, "sweep.storage: expected null (a file storage in sweep.dir) or a "
                                "postgresql://user:password@host/db URL, got 'mysql://x'"),
     ({"jbos": 2}, "sweep.jbos: unknown key; did you mean jobs? (valid: options, dir, name, objective, direction, "
-                  "n_trials, jobs, sampler, pruner, storage)"),
+                  "n_trials, jobs, sampler, pruner, storage, max_retries)"),
+    ({"max_retries": -1}, "sweep.max_retries: expected a whole number >= 0, got -1"),
+    ({"max_retries": "3"}, "sweep.max_retries: expected a whole number >= 0, got '3'"),
+    ({"max_retry": 3}, "sweep.max_retry: unknown key; did you mean max_retries? (valid: options, dir, name, objective, "
+                       "direction, n_trials, jobs, sampler, pruner, storage, max_retries)"),
 ])
 def test_bad_sweep_keys(capsys, tmp_path, sweep, expected):
     f = write_sweep(tmp_path, sweep=sweep)
@@ -249,12 +255,62 @@ def test_which_trials_count_toward_n_trials():
         (trial(TrialState.FAIL), False),  # failed by a heartbeat: its driver never saw it end
         (trial(TrialState.FAIL, lost="its driver died", attempt=MAX_ATTEMPTS), True),  # no more retries
         (trial(TrialState.WAITING), False),
+        (trial(TrialState.FAIL, returncode=-9, lost="killed by SIGKILL", killed_by_signal="SIGKILL"), False),
+        (trial(TrialState.FAIL, returncode=137, lost="killed by SIGKILL", killed_by_signal="SIGKILL",
+               attempt=MAX_ATTEMPTS), True),  # killed on its last attempt: a failure
+        (trial(TrialState.FAIL, returncode=-11, error="crashed with SIGSEGV (exit code -11)"), True),
     ]
     study = optuna.create_study()
     study.add_trials([t for t, _ in cases])
     got = [Sweep.counts_toward_n_trials(t) for t in study.get_trials()]
     assert got == [expected for _, expected in cases]
-    assert [is_lost(t) for t in study.get_trials()] == [False, False, False, True, True, True, False]
+    assert [is_lost(t) for t in study.get_trials()] == [False, False, False, True, True, True, False, True, True, False]
+    # sweep.max_retries: 0 -> one attempt; a killed trial then counts at once
+    assert Sweep.counts_toward_n_trials(study.get_trials()[7], max_attempts=1)
+    assert not Sweep.counts_toward_n_trials(study.get_trials()[8], max_attempts=MAX_ATTEMPTS + 1)
+
+
+def test_max_retries_defaults_to_two(tmp_path):
+    assert load_sweep(write_sweep(tmp_path)).max_retries == 2 == MAX_ATTEMPTS - 1
+    assert Sweep(load_sweep(write_sweep(tmp_path, sweep={"max_retries": 0}))).max_attempts == 1
+
+
+#: The end of torchrun's stderr when rank 1 was SIGKILLed and rank 0 stopped by its SIGTERM.
+TORCHRUN_SUMMARY = """bootstrap_repro FAILED
+------------------------------------------------------------
+Failures:
+[0]:
+  rank      : 0 (local_rank: 0)
+  traceback : Signal 15 (SIGTERM) received by PID 4241
+------------------------------------------------------------
+Root Cause (first observed failure):
+[1]:
+  time      : 2026-01-01_00:00:00
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 4242)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 4242
+============================================================""".splitlines()
+
+
+@pytest.mark.parametrize("returncode, tail, expected", [
+    (0, [], None),
+    (1, ["error: run failed (RuntimeError: boom); see logs.txt"], None),  # the code raised
+    (2, ["error: optimizer.lr: expected a number"], None),  # bad input
+    (130, [], signal.SIGINT),  # an interrupted run's own exit code (the driver treats it as interrupted first)
+    (-9, [], signal.SIGKILL),  # subprocess: killed by SIGKILL (OOM killer, kill -9)
+    (-15, [], signal.SIGTERM),
+    (137, [], signal.SIGKILL),  # Docker / a shell: 128 + 9
+    (143, [], signal.SIGTERM),
+    (-11, [], signal.SIGSEGV),  # a crash: the caller does not retry it (CRASH_SIGNALS)
+    (139, [], signal.SIGSEGV),
+    (1, TORCHRUN_SUMMARY, signal.SIGKILL),  # torchrun: a rank was SIGKILLed (the OOM killer's favourite)
+    (1, TORCHRUN_SUMMARY[:6], None),  # only another rank's signal, no root cause in view: a failure
+    (200, [], None),  # beyond 128 + 64: not a signal
+    (None, [], None),  # never started
+])
+def test_how_a_trial_process_ended(returncode, tail, expected):
+    assert ended_by_signal(returncode, tail) == expected
 
 
 def test_view_of_a_sweep_dir_without_its_study(capsys, tmp_path):
@@ -270,6 +326,6 @@ def test_sweep_file_yaml_errors_name_file_line_col(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("sweep:\n  dir: x\n   n_trials: 2\n")
     assert main(["sweep", str(bad)]) == 2
-    assert capsys.readouterr().err == f"error: {bad}:3:12: YAML syntax error: mapping values are not allowed here; fix the file\n"
+    assert capsys.readouterr().err == f"error: {bad}:3:12: YAML syntax error: mapping values are not allowed in this context; fix the file\n"
     assert main(["sweep", str(tmp_path / "none.yaml")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'none.yaml'}: sweep file not found; check the path\n"
