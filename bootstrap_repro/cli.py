@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
 import re
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,8 +28,17 @@ SWEEP_USAGE = "bootstrap-repro sweep SWEEP.yaml [--n-trials N] [--jobs N] [--sto
 RUN_USAGE = "bootstrap-repro run -o OPTIONS.yaml [--key.path VALUE ...] [--no-cache] [--nproc-per-node N] [-h]"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as one ``error:`` line (exit 2), not a usage block (the subparsers are of this class too)."""
+
+    def error(self, message: str) -> Any:
+        where = self.prog.removeprefix("bootstrap-repro").strip()
+        raise OptionsError(f"{where + ': ' if where else ''}{message} (see {self.prog} -h)")
+
+
+@functools.lru_cache(maxsize=1)
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="bootstrap-repro",
         description="Reproducible deep-learning experiments (the bootstrap.pytorch framework).",
     )
@@ -78,8 +89,46 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: What a Ctrl-C outside the training loop prints (the loop itself stops at a batch and says how to resume).
+INTERRUPTED = "interrupted"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+    """Entry point of the console script; returns the exit code.
+
+    A Ctrl-C while the command starts (imports, options, building) or ends ends it with one
+    ``interrupted`` line and exit code 130, not a traceback; :func:`~bootstrap_repro.run.run`
+    marks an experiment it had begun INTERRUPTED (resumable), and one not begun is never created.
+    """
+    seen: list[int] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = None
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not a host's own handler
+            previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: no handler to install
+        previous = None
+    try:
+        return _main(argv, seen)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    except Exception:
+        if seen:  # a library turned the interrupt into another error half-way: it is still the interrupt
+            print(INTERRUPTED, file=sys.stderr)
+            return 130
+        raise
+    finally:
+        if previous is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGINT, previous)
+
+
+def _main(argv: Sequence[str] | None, seen: Sequence[int] = ()) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "" not in sys.path and os.getcwd() not in sys.path:
         # As with `python -m`, `import:` plugins of the current folder resolve under the console script.
@@ -104,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_view(args.exp_dir)
         return _cmd_compare(args.exp_dirs, args.metric)
     except ReproError as exc:
+        if seen:  # a Ctrl-C that a library turned into bad input half-way: it is the interrupt
+            print(INTERRUPTED, file=sys.stderr)
+            return 130
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
 
@@ -118,16 +170,21 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         raise OptionsError("run: -o OPTIONS.yaml is required (e.g. bootstrap-repro run -o examples/digits/options.yaml)")
     if args.help:
         # -h lists the options even when some overrides are wrong: apply the valid ones.
-        opt = Options.load(args.path_opts)
+        opt = Options.load(args.path_opts, check=False)
         try:
             opt.apply_overrides(overrides)
+            opt.check()
         except OptionsError as exc:
             print(f"note: {exc}", file=sys.stderr)
         print(f"usage: {RUN_USAGE}\n")
         print(opt.help_text())
         return 0
     overrides = _torchrun_flags(overrides)
-    opt = Options.load(args.path_opts, overrides)
+    try:
+        opt = Options.load(args.path_opts, overrides)
+    except OptionsError:
+        _refuse_unsaved_options(Path(args.path_opts))
+        raise
     done = _already_done(opt)
     if done is not None:
         print(done)
@@ -169,6 +226,19 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"interrupted; resume with: bootstrap-repro run -o {result.exp_dir / 'options.yaml'} --exp.resume last",
               file=sys.stderr)
     return result.exit_code
+
+
+def _refuse_unsaved_options(path: Path) -> None:
+    """``-o DIR/options.yaml`` of a run killed before it saved its options: say how to go on, in one line."""
+    from bootstrap_repro.record import LOCK_NAME, REPRO_DIR
+
+    exp = path.parent
+    if path.name == "options.yaml" and not path.exists() and exp.is_dir() and (not any(exp.iterdir()) or any(
+            (exp / name).exists() for name in (LOCK_NAME, REPRO_DIR, "logs.txt"))):
+        raise OptionsError(
+            f"{path}: not found; the run in {exp} stopped before it saved its options: train it from the start "
+            f"with your options file (-o YOURS.yaml --exp.dir {exp} --exp.resume last), or remove it (rm -r {exp})"
+        )
 
 
 def _already_done(opt: Any) -> str | None:
@@ -245,10 +315,11 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
     result = rerun(args.exp_dir, args.new_dir, verify=args.verify, ignore=args.ignore, repo=args.repo,
                    allow_changed=args.allow_changed)
-    for note in result.warnings:
-        print(f"warning: {note}", file=sys.stderr)
+    if result.returncode != 2:  # 2: the run refused its input and said why, in one line (nothing ran)
+        for note in result.warnings:
+            print(f"warning: {note}", file=sys.stderr)
     if result.returncode != 0:
-        if result.returncode != 2:  # 2: the run refused its input and said why, in one line
+        if result.returncode != 2:
             logs = result.exp_dir / "logs.txt"
             print(f"error: the re-run exited {result.returncode}" + (f"; see {logs}" if logs.is_file() else ""),
                   file=sys.stderr)
@@ -272,14 +343,14 @@ _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g"
 
 
 def _parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    m = re.fullmatch(r"\s*([0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})\s*([a-zA-Z]*)\s*", text)
     if not m or m.group(2).lower() not in _UNITS:
         raise OptionsError(f"--max-size: expected a size like 500M or 20G, got {text!r}")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def _parse_age(text: str) -> float:
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([dhm]?)\s*", text)
+    m = re.fullmatch(r"\s*([0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})\s*([dhm]?)\s*", text)
     if not m:
         raise OptionsError(f"--max-age: expected an age like 30d, 12h or 45m (a number is days), got {text!r}")
     return float(m.group(1)) / {"": 1, "d": 1, "h": 24, "m": 1440}[m.group(2)]
@@ -300,11 +371,14 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
     store = ResultCache()
     if args.cache_command == "rm":
+        if not re.fullmatch(r"[0-9a-fA-F]{1,64}", args.key):
+            raise OptionsError(f"cache rm: {args.key!r} is not a cache key (hex digits; bootstrap-repro cache ls "
+                               f"shows the first 12 of each)")
         print(f"removed {store.remove(args.key)}")
         return 0
     if args.cache_command == "gc":
-        report = store.gc(max_bytes=_parse_size(args.max_size) if args.max_size else None,
-                          max_age_days=_parse_age(args.max_age) if args.max_age else None)
+        report = store.gc(max_bytes=_parse_size(args.max_size) if args.max_size is not None else None,
+                          max_age_days=_parse_age(args.max_age) if args.max_age is not None else None)
         for name, reason in report.removed:
             print(f"removed {name[:12] if not name.startswith('.') else name}: {reason}")
         print(f"{len(report.removed)} removed, {_human(report.freed)} freed, {report.kept} kept in {store.root}")
@@ -328,7 +402,7 @@ def _cmd_sweep(args: argparse.Namespace, overrides: list[str]) -> int:
     def count(flag: str, value: str | None) -> int | None:
         if value is None:
             return None
-        if not value.strip().isdigit():
+        if not re.fullmatch(r"[0-9]{1,18}", value.strip()):  # (str.isdigit() also takes '²', which int() refuses)
             raise OptionsError(f"{flag}: expected a positive int, got {value!r}")
         return int(value)
 
@@ -342,10 +416,19 @@ def _cmd_view(exp_dir: str) -> int:
 
     if (Path(exp_dir) / "sweep.json").is_file():  # a sweep dir: its aggregated report
         from bootstrap_repro.sweep import rebuild_report
+        from bootstrap_repro.sweep._storage import JOURNAL_NAME, check_journal
 
+        # A damaged journal line: one error (the fix: cut the journal before it); an incomplete last
+        # line (a write cut short): a warning, and the report of the study as of the lines before it.
+        journal = Path(exp_dir) / JOURNAL_NAME
+        note = check_journal(journal) if journal.is_file() else None
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
         print(rebuild_report(exp_dir))
         return 0
-    for path in rebuild(exp_dir):
+    # An unreadable logs file: one error, nothing written; readable ones with values that are not
+    # numbers: a warning, and the view of what is there.
+    for path in rebuild(exp_dir, warn=lambda note: print(f"warning: {note}", file=sys.stderr)):
         print(path)
     return 0
 
@@ -357,22 +440,51 @@ def _parse_metric(spec: str) -> tuple[str, str]:
     return key, mode
 
 
-def _read_logs(exp_dir: str) -> dict[str, list[Any]]:
+def _read_logs(exp_dir: str) -> dict[str, Any]:
+    """``<exp_dir>/logs.json``; a missing or damaged one (not UTF-8 JSON holding an object): one error line."""
     path = Path(exp_dir) / "logs.json"
     if not path.is_file():
         raise OptionsError(f"{exp_dir}: no logs.json; is it an experiment dir?")
+    fix = f"the logs file is damaged (was it edited or copied in part?): restore it, or leave {exp_dir} out"
     try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise OptionsError(f"{path}: not valid JSON ({exc})") from None
-    return data if isinstance(data, dict) else {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise OptionsError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
+        if "integer string conversion" in reason:
+            reason = "a number of more than 4300 digits"
+        raise OptionsError(f"{path}: not valid JSON ({reason}); {fix}") from None
+    if not isinstance(data, dict):
+        raise OptionsError(f"{path}: expected a JSON object of lists, got {type(data).__name__}; {fix}")
+    return data
 
 
-def _best(values: list[Any], mode: str) -> tuple[int, float] | None:
-    ok = [(i, float(v)) for i, v in enumerate(values) if isinstance(v, (int, float)) and not math.isnan(float(v))]
-    if not ok:
+def _finite(v: Any) -> float | None:
+    """``v`` as a finite float; None for NaN, infinities, ints too large for a float, booleans and non-numbers."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return (min if mode == "min" else max)(ok, key=lambda t: t[1])
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _best(values: list[Any], mode: str) -> tuple[tuple[int, float] | None, int]:
+    """``((index, value) of the best finite value or None, how many values are not finite numbers)``."""
+    ok = [(i, f) for i, f in enumerate(map(_finite, values)) if f is not None]
+    best = (min if mode == "min" else max)(ok, key=lambda t: t[1]) if ok else None
+    return best, len(values) - len(ok)
+
+
+def _epoch_at(epochs: Any, index: int, n: int) -> int:
+    """The epoch logged beside value ``index`` (``<mode>.epoch``), when it is a plausible one; else the index."""
+    if isinstance(epochs, list) and len(epochs) == n:
+        e = epochs[index]
+        if isinstance(e, int) and not isinstance(e, bool) and 0 <= e <= 2**53:
+            return e
+    return index
 
 
 def _cmd_compare(exp_dirs: list[str], metrics: list[str] | None) -> int:
@@ -388,12 +500,20 @@ def _cmd_compare(exp_dirs: list[str], metrics: list[str] | None) -> int:
         rows = []
         for d, lg in logs.items():
             vals = lg.get(key)
-            best = _best(vals, mode) if isinstance(vals, list) else None
+            where = f"{Path(d) / 'logs.json'}: {key}"
+            if vals is not None and not isinstance(vals, list):
+                print(f"warning: {where} is not a list of values (a {type(vals).__name__}); left out", file=sys.stderr)
+                continue
+            best, ignored = _best(vals, mode) if isinstance(vals, list) else (None, 0)
+            if ignored:  # NaN, inf, text, booleans, numbers too large for a float: not ranked
+                n = len(vals)  # type: ignore[arg-type]
+                print(f"warning: {where}: {ignored} of {n} values are not finite numbers (NaN, inf, text, ...); "
+                      f"ranked by the others" if best is not None else
+                      f"warning: {where}: none of its {n} values is a finite number (NaN, inf, text, ...); left out",
+                      file=sys.stderr)
             if best is None:
                 continue
-            mode_name = key.split(".", 1)[0]
-            epochs = lg.get(f"{mode_name}.epoch")
-            epoch = epochs[best[0]] if isinstance(epochs, list) and len(epochs) == len(vals) else best[0]
+            epoch = _epoch_at(lg.get(f"{key.split('.', 1)[0]}.epoch"), best[0], len(vals))  # type: ignore[arg-type]
             rows.append((d, epoch, best[1]))
         if not rows:
             print(f"\n## {key}:{mode}: no experiment logged it")

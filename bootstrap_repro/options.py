@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import yaml
 
 from bootstrap_repro._current import Activatable
-from bootstrap_repro.errors import OptionsError, did_you_mean
+from bootstrap_repro.errors import OptionsError, OptionsReadOnlyError, did_you_mean
 from bootstrap_repro.fileio import atomic_write_text
 
 __all__ = ["Options", "OptionsDict", "OptionsList", "load_yaml", "read_yaml", "DEFAULTS", "flatten",
@@ -75,7 +76,16 @@ class _FrozenMixin:
 
     def _check(self) -> None:
         if self._frozen:
-            raise OptionsError("options are read-only once the run has started; set them in the file or on the command line")
+            raise OptionsReadOnlyError(
+                "options are read-only once the run has started; set them in the file or on the command line")
+
+    def lock(self) -> None:
+        """Make this subtree read-only (the seed's name for what a run does with :meth:`Options.freeze`)."""
+        _freeze(self)
+
+    def islocked(self) -> bool:
+        """Whether this subtree is read-only."""
+        return self._frozen
 
 
 class OptionsDict(_FrozenMixin, dict):  # type: ignore[misc]
@@ -115,6 +125,19 @@ class OptionsDict(_FrozenMixin, dict):  # type: ignore[misc]
 
     def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
         return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+
+    def __getattr__(self, key: str) -> Any:
+        """``opt['exp'].dir``: a key read as an attribute (the seed's style); methods win over keys."""
+        if key.startswith("_"):
+            raise AttributeError(key)
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"no option {key!r} here (keys: {', '.join(map(str, self)) or 'none'})") from None
+
+    def asdict(self) -> dict[str, Any]:
+        """A deep, plain (mutable) copy: dicts and lists, no ``OptionsDict``."""
+        return _plain(self)
 
 
 class OptionsList(_FrozenMixin, list):  # type: ignore[misc]
@@ -204,10 +227,14 @@ def read_yaml(path: Path, shown: str | None = None, *, what: str = "options file
             return None
         problem = _too_big(node)
         if problem:
-            raise error(f"{shown}: {problem}; such a {what} is refused (check its anchors, aliases and nesting)")
+            raise error(f"{shown}: {problem}; the {what} is refused (check its anchors, aliases and nesting)")
         return loader.construct_document(node)
     except RecursionError:
         raise error(f"{shown}: YAML nested too deeply (more than {MAX_YAML_DEPTH} levels); flatten the file") from None
+    except ValueError as exc:  # Python's int parsing limit (4,300 digits), a bad base-60 or date value
+        if isinstance(exc, error):
+            raise
+        raise error(f"{shown}: YAML value refused ({str(exc).splitlines()[0]}); fix the file") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
@@ -220,8 +247,21 @@ def read_yaml(path: Path, shown: str | None = None, *, what: str = "options file
             loader.dispose()
 
 
-#: libyaml's parser when PyYAML has it (10x faster, same safe constructors), else the pure-Python one.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's parser when PyYAML has it (10x faster, same safe constructors), else the pure-Python one.
+
+    Numbers are read as YAML 1.2 reads them: ``1e-3`` is a float (YAML 1.1, PyYAML's default, makes it
+    the string ``'1e-3'``, which no ``lr`` accepts).
+    """
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+_LOADER = _Loader
 #: Bounds of a YAML file, checked on its node graph before any Python object is built: an alias
 #: bomb (a few lines that expand to billions of values) or 5,000 nested brackets fail in milliseconds.
 MAX_YAML_VALUES = 100_000
@@ -474,14 +514,31 @@ class Options(Activatable):
         except KeyError:
             return default
 
+    def __getattr__(self, key: str) -> Any:
+        """``opt.exp.dir``: a top-level option read as an attribute; methods and attributes win over keys."""
+        if key.startswith("_"):
+            raise AttributeError(key)
+        try:
+            return self._tree[key]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no attribute or option {key!r}") from None
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._tree)
 
     def keys(self) -> Any:
         return self._tree.keys()
 
+    def values(self) -> Any:
+        return self._tree.values()
+
     def items(self) -> Any:
         return self._tree.items()
+
+    @property
+    def path_opts(self) -> str | None:
+        """The options file these options were loaded from (the seed's ``path_opts``), or None."""
+        return self.source
 
     def __len__(self) -> int:
         return len(self._tree)
@@ -499,9 +556,19 @@ class Options(Activatable):
     def frozen(self) -> bool:
         return self._tree._frozen
 
+    def lock(self) -> None:
+        """The seed's name for :meth:`freeze`."""
+        self.freeze()
+
+    def islocked(self) -> bool:
+        """The seed's name for :attr:`frozen`."""
+        return self.frozen
+
     def as_dict(self) -> dict[str, Any]:
         """A deep, plain (mutable) copy of the tree."""
         return _plain(self._tree)
+
+    asdict = as_dict  # the seed's spelling
 
     def copy(self) -> Options:
         """A mutable copy (with the same explicit :attr:`overrides`)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import sys
 import traceback
@@ -26,22 +27,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bootstrap_repro.errors import CheckpointError, ExperimentExistsError, OptionsError, ReproError
-from bootstrap_repro.fileio import recover_groups
+from bootstrap_repro.errors import (CheckpointError, ExperimentExistsError, HookRegistrationError, OptionsError,
+                                    ReproError)
+from bootstrap_repro.fileio import JOURNAL_SUFFIX, recover_groups
 from bootstrap_repro.logger import Logger
 from bootstrap_repro.options import Options, check_resume_options
 from bootstrap_repro.record import (
     LOCK_NAME,
+    REPRO_DIR,
     STOP_AFTER_EPOCH_ENV,
     CacheEntry,
     InputRecorder,
     ResultCache,
+    RecordError,
     RunLockedError,
     RunRecord,
     Snapshot,
     check_inputs,
+    exp_dir_in_use,
     exp_dir_lock,
     inputs_problem,
+    read_record,
+    record_path,
     take_snapshot,
 )
 
@@ -95,17 +102,30 @@ def seed_everything(seed: int) -> None:
 
 
 def check_exp_dir(options: Options) -> tuple[Path, str | None]:
+    """``(exp.dir, exp.resume)`` once they are known to fit the dir as it is; a one-line error otherwise.
+
+    A dir whose run stopped before its first checkpoint (killed, failed, interrupted) is
+    resumed with ``--exp.resume last``: its training starts from the beginning there.
+    Every other refusal about such a dir names ``rm -r DIR``.  Imports no torch for a new run.
+    """
     exp_dir = options.get("exp.dir")
     if not exp_dir:
         raise OptionsError("exp.dir: not set; add `exp: {dir: logs/my_experiment}` to the file or pass --exp.dir DIR")
     path = Path(str(exp_dir))
     resume = options.get("exp.resume") or None
+    in_use = exp_dir_in_use(path) if path.is_dir() else None
+    if in_use is not None:  # a run is going on there: that, not what its files say so far
+        raise RunLockedError(in_use)
     if resume is None:
         if path.exists() and (not path.is_dir() or any(p.name != LOCK_NAME for p in path.iterdir())):
-            if (path / "options.yaml").is_file() and not any(path.glob("ckpt_*")):
+            # a checkpoint: a committed file, or a commit whose journal was written (staged files alone are not)
+            checkpointed = any(path.glob("ckpt_*.pth.tar")) or (path / f"ckpt{JOURNAL_SUFFIX}").exists()
+            if path.is_dir() and not checkpointed and _uncheckpointed(path) == "early":
+                see = " (see its logs.txt)" if (path / "logs.txt").is_file() else ""
                 raise ExperimentExistsError(
-                    f"exp.dir: {path} holds a run that ended before its first checkpoint (see its logs.txt); "
-                    f"remove it (rm -r {path}) or choose a new --exp.dir"
+                    f"exp.dir: {path} holds a run that stopped before its first checkpoint{see}; "
+                    f"train it from the start there with --exp.resume last, remove it (rm -r {path}), "
+                    f"or choose a new --exp.dir"
                 )
             raise ExperimentExistsError(
                 f"exp.dir: {path} already exists; resume it with --exp.resume last (or best_<metric>), "
@@ -117,15 +137,62 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
         if not path.is_dir():
             raise CheckpointError(f"exp.resume: {resume!r} asked but exp.dir {path} does not exist; check --exp.dir")
         # No recovery here: another run may hold the dir; names of a commit in flight count.
-        if str(resume) not in checkpoint_names(path):
-            have = ", ".join(checkpoint_names(path)) or "none"
-            raise CheckpointError(
-                f"exp.resume: no checkpoint {str(resume)!r} in {path} (found: {have}); "
-                f"use --exp.resume last or best_<metric>"
-            )
+        names = checkpoint_names(path)
+        if str(resume) not in names:
+            state = None if names else _uncheckpointed(path)
+            if state == "ended":
+                raise CheckpointError(
+                    f"exp.resume: no checkpoint in {path}: the run there ended without saving one; "
+                    f"remove it (rm -r {path}) or choose a new --exp.dir"
+                )
+            if state == "early" and (str(resume) != "last" or not options.get("dataset.train_split")):
+                raise CheckpointError(
+                    f"exp.resume: no checkpoint {str(resume)!r} in {path} (found: none): its run stopped before "
+                    f"the first one; train it from the start with --exp.resume last, or remove it (rm -r {path})"
+                )
+            if state != "early":
+                raise CheckpointError(
+                    f"exp.resume: no checkpoint {str(resume)!r} in {path} (found: {', '.join(names) or 'none'}); "
+                    f"use --exp.resume last or best_<metric>"
+                )
         check_resume_options(options, path)  # other values than the saved ones: explicit overrides only
         resume = str(resume)
     return path, resume
+
+
+def _uncheckpointed(path: Path) -> str:
+    """What a dir without checkpoints holds: ``early`` (a run of ours that stopped before its first one, or
+    nothing), ``ended`` (a run that ended normally without one) or ``other`` (files that are not a run's)."""
+    if record_path(path).is_file():
+        try:
+            status = read_record(path).get("status")
+        except (RecordError, OSError):
+            status = None  # a record cut by the kill
+        return "ended" if status in ("COMPLETED", "STOPPED") else "early"
+    ours = (LOCK_NAME, REPRO_DIR, "options.yaml", "logs.txt", "logs.json")
+    if all(p.name == LOCK_NAME for p in path.iterdir()) or any((path / name).exists() for name in ours):
+        return "early"
+    return "other"
+
+
+def _start_over(exp_dir: Path, logger: Logger) -> bool:
+    """Under the lock, for ``--exp.resume last``: True when ``exp_dir`` holds no checkpoint, made ready to train anew.
+
+    The record and ``logs.json`` of the attempt that left no checkpoint are removed
+    (``logs.txt`` keeps its lines); the caller then runs as a new run in that dir.
+    """
+    from bootstrap_repro.engines import checkpoint_names
+
+    recover_groups(exp_dir)  # a first checkpoint cut before its journal: none
+    if checkpoint_names(exp_dir):
+        return False
+    repro = exp_dir / REPRO_DIR
+    if repro.is_dir() and not repro.is_symlink():  # a link (not ours) is never followed to delete
+        shutil.rmtree(repro)
+    (exp_dir / "logs.json").unlink(missing_ok=True)
+    logger(f"exp.resume: no checkpoint in {exp_dir} yet (its run stopped before the first one); "
+           f"training from the start")
+    return True
 
 
 def _check_still_empty(exp_dir: Path, resume: str | None) -> None:
@@ -311,23 +378,35 @@ def _stop_after_epoch(engine: Any, epoch: int) -> None:
     engine.register_hook("engine_on_end_epoch", check)
 
 
-def _hook_registrations(options: Options) -> list[Callable[[Any], Any]]:
-    """``register`` of every module of ``engine.hooks`` and of ``$BOOTSTRAP_REPRO_HOOKS`` (imported: bad ones raise)."""
+def _hook_registrations(options: Options) -> list[tuple[str, Callable[[Any], Any]]]:
+    """``(key, register)`` of every module of ``engine.hooks`` and ``$BOOTSTRAP_REPRO_HOOKS`` (bad ones raise)."""
     from bootstrap_repro.plugins import import_factory
 
     names = options.get("engine.hooks") or []
     if isinstance(names, str):
         names = [names]
-    out = [import_factory(name, f"engine.hooks[{i}]", attr="register") for i, name in enumerate(names)]
+    out = [(f"engine.hooks[{i}]", import_factory(name, f"engine.hooks[{i}]", attr="register"))
+           for i, name in enumerate(names)]
     for name in filter(None, (n.strip() for n in os.environ.get(HOOKS_ENV, "").split(","))):
-        out.append(import_factory(name, HOOKS_ENV, attr="register"))
+        out.append((HOOKS_ENV, import_factory(name, HOOKS_ENV, attr="register")))
     return out
 
 
 def _register_hook_plugins(engine: Any, options: Options) -> None:
-    """Call ``register(engine)`` of every module of ``engine.hooks`` and of ``$BOOTSTRAP_REPRO_HOOKS``."""
-    for register in _hook_registrations(options):
-        register(engine)
+    """Call ``register(engine)`` of every module of ``engine.hooks`` and of ``$BOOTSTRAP_REPRO_HOOKS``.
+
+    One that raises is a :class:`HookRegistrationError` naming the module and the line that raised.
+    """
+    for key, register in _hook_registrations(options):
+        try:
+            register(engine)
+        except Exception as exc:  # noqa: BLE001 - the plugin's own bug, reported as one line
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            reason = (str(exc).splitlines() or [""])[0]
+            raise HookRegistrationError(
+                f"{key}: {register.__module__}.register(engine) raised {type(exc).__name__}: {reason} "
+                f"({Path(frame.filename).name}:{frame.lineno}); fix the plugin"
+            ) from exc
 
 
 def _build(options: Options, logger: Logger, eval_only: bool) -> Any:
@@ -353,6 +432,7 @@ def _build(options: Options, logger: Logger, eval_only: bool) -> Any:
 
 def validate(options: Options) -> None:
     """Check everything :func:`run` checks before it creates anything (launchers call it first)."""
+    options.check()
     check_exp_dir(options)
     eval_only = not options.get("dataset.train_split")
     if eval_only and not options.get("dataset.eval_split"):
@@ -387,6 +467,7 @@ def run(
     ``cache=True`` looks the result cache up first (a hit trains nothing, calls
     no ``setup``) and stores the experiment there when it COMPLETES.
     """
+    options.check()  # every option's type and range, before anything is created
     if _under_torchrun():
         from bootstrap_repro.engines._distributed import dist_info
 
@@ -419,7 +500,10 @@ def run(
                 return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, False)
             exp_dir.mkdir(parents=True, exist_ok=True)
             with exp_dir_lock(exp_dir):
-                _check_still_empty(exp_dir, resume)
+                if resume == "last" and not eval_only and _start_over(exp_dir, logger):
+                    resume = None  # nothing to resume: a new run in this dir
+                else:
+                    _check_still_empty(exp_dir, resume)
                 assert snap is not None and recorder is not None
                 rec = RunRecord.begin(exp_dir, snap, resume=resume, mode="eval" if eval_only else "train",
                                       overrides=check_resume_options(options, exp_dir) if resume else None)
@@ -435,6 +519,13 @@ def run(
                 try:
                     result = _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals,
                                          True, rec, record_inputs)
+                except HookRegistrationError:
+                    if resume is None:  # a new run that never started: leave no half-written dir behind
+                        shutil.rmtree(exp_dir, ignore_errors=True)
+                    else:
+                        record_inputs()
+                        rec.end("FAILED", sys.exc_info()[1])
+                    raise
                 except BaseException as exc:
                     record_inputs()
                     rec.end("INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED", exc)
@@ -473,7 +564,7 @@ def _run_locked(
     rec: RunRecord | None = None, before_teardown: Callable[[], None] | None = None,
 ) -> RunResult:
     from bootstrap_repro import views
-    from bootstrap_repro.engines import Checkpointer, StopRun
+    from bootstrap_repro.engines import Checkpointer, StopRun, checkpoint_names
 
     if writer:
         recover_groups(exp_dir)
@@ -485,6 +576,8 @@ def _run_locked(
 
         dist.barrier()  # rank 0 has recovered the checkpoints before anyone reads them
     checkpointer = Checkpointer(exp_dir)
+    if resume == "last" and not writer and not eval_only and not checkpoint_names(exp_dir):
+        resume = None  # rank 0 started the run over (see _start_over)
     if not eval_only and writer:
         engine.checkpointer = checkpointer
     if resume:

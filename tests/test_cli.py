@@ -58,7 +58,7 @@ def test_yaml_syntax_include_and_cycle(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("exp:\n  dir: x\n   nb: 1\n")
     assert_bad_input(capsys, tmp_path, ["run", "-o", str(bad)],
-                     f"{bad}:3:6: YAML syntax error: mapping values are not allowed here; fix the file")
+                     f"{bad}:3:6: YAML syntax error: mapping values are not allowed in this context; fix the file")
     inc = tmp_path / "inc.yaml"
     inc.write_text("__include__: base.yaml\n")
     assert_bad_input(capsys, tmp_path, ["run", "-o", str(inc)],
@@ -182,8 +182,9 @@ def test_dir_of_a_run_that_never_checkpointed(capsys, tmp_path, tiny_file):
     (exp / "options.yaml").write_text("exp: {dir: x}\n")
     (exp / "logs.txt").write_text("[E ...] Run failed\n")
     assert_bad_input(capsys, tmp_path, ["run", "-o", str(tiny_file())],
-                     f"exp.dir: {exp} holds a run that ended before its first checkpoint (see its logs.txt); "
-                     f"remove it (rm -r {exp}) or choose a new --exp.dir")
+                     f"exp.dir: {exp} holds a run that stopped before its first checkpoint (see its logs.txt); "
+                     f"train it from the start there with --exp.resume last, remove it (rm -r {exp}), "
+                     f"or choose a new --exp.dir")
 
 
 def test_bad_input_under_torchrun_fails_once_before_launch(tmp_path, tiny_file):

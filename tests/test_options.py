@@ -79,7 +79,7 @@ def test_file_errors(tmp_path):
     bad = w(tmp_path / "bad.yaml", "a: 1\nb: [1, 2\nc: 3\n")
     with pytest.raises(OptionsError) as exc:
         load_yaml(bad)
-    assert str(exc.value) == f"{bad}:3:2: YAML syntax error: expected ',' or ']', but got ':'; fix the file"
+    assert str(exc.value) == f"{bad}:3:2: YAML syntax error: did not find expected ',' or ']'; fix the file"
     inc = w(tmp_path / "inc.yaml", "__include__: missing.yaml\n")
     with pytest.raises(OptionsError) as exc:
         load_yaml(inc)

@@ -59,7 +59,7 @@ from bootstrap_repro.record._inputs import (
     check_inputs,
 )
 from bootstrap_repro.record._key import NON_RESULT_KEYS, cache_key, result_options
-from bootstrap_repro.record._lock import LOCK_NAME, exp_dir_lock
+from bootstrap_repro.record._lock import LOCK_NAME, exp_dir_in_use, exp_dir_lock
 from bootstrap_repro.record._record import (
     RECORD_FILE,
     REPRO_DIR,
@@ -121,7 +121,7 @@ __all__ = [
     "STOP_AFTER_EPOCH_ENV", "default_rerun_dir", "materialise_code",
     "compare_logs", "Comparison", "Divergence", "compare_outputs", "OutputComparison", "environment_differences",
     # locks and errors
-    "LOCK_NAME", "exp_dir_lock", "RunLockedError",
+    "LOCK_NAME", "exp_dir_lock", "exp_dir_in_use", "RunLockedError",
     "RecordError", "RecordNotFoundError", "SnapshotError", "UntrackedTooLargeError", "CommitNotFoundError",
     "PatchError", "CacheEntryNotFoundError",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import sys
 
 import yaml
@@ -47,6 +48,7 @@ __all__ = [
     "read_inputs",
     "merged_inputs",
     "inputs_problem",
+    "check_record",
     "SEGMENTS_DIR",
 ]
 
@@ -138,11 +140,10 @@ def read_record(exp_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise RecordNotFoundError(
             f"{exp_dir}: no {REPRO_DIR}/{RECORD_FILE}; only a dir made by `bootstrap-repro run` has a record"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RecordError(f"{path}: unreadable ({exc}); the record is damaged") from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
+    data = _load_json(path)
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: not a JSON object; the record is damaged (was it edited?)")
+    version = data.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise RecordError(f"{path}: no integer schema_version; the record is damaged")
     if version > SCHEMA_VERSION:
@@ -150,7 +151,184 @@ def read_record(exp_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: schema_version {version} is newer than this bootstrap-repro reads ({SCHEMA_VERSION}); "
             f"upgrade bootstrap-repro"
         )
+    check_record(data, path)
     return data
+
+
+def _load_json(path: Path) -> Any:
+    """A record file's JSON; unreadable, invalid UTF-8, invalid JSON or absurdly nested: a RecordError."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RecordError(f"{path}: unreadable ({_one_line(exc)}); the record is damaged") from None
+    except RecursionError:
+        raise RecordError(f"{path}: unreadable (nested too deeply); the record is damaged") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if "integer string conversion" in text:  # Python's guard against numbers of thousands of digits
+        return "a number of more than 4300 digits"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --------------------------------------------------------------------------- the shape of record.json
+#: Largest integer a record holds (epochs, indexes): beyond it a number is garbage, not a count.
+_MAX_COUNT = 2**53
+
+
+class _Damaged(Exception):
+    def __init__(self, field: str, expected: str) -> None:
+        super().__init__(field, expected)
+        self.field, self.expected = field, expected
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_COUNT
+
+
+def _is_path(v: Any) -> bool:
+    return isinstance(v, str) and bool(v) and "\0" not in v
+
+
+def _is_rel(v: Any) -> bool:
+    return _is_path(v) and not os.path.isabs(v) and ".." not in Path(v).parts
+
+
+_KINDS: dict[str, tuple[Any, str]] = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "path": (_is_path, "a non-empty path without NUL bytes"),
+    "rel": (_is_rel, "a relative path inside the dir (no '..')"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "count": (_is_count, "an integer >= 0"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
+    "mode": (lambda v: v in ("train", "eval"), "'train' or 'eval'"),
+    "commit": (lambda v: isinstance(v, str) and bool(re.fullmatch(r"[0-9a-f]{7,64}", v)),
+               "a hexadecimal commit id"),
+}
+
+
+def _field(node: dict[str, Any], key: str, where: str, kind: str, *, required: bool = False,
+           nullable: bool = False) -> Any:
+    """``node[key]`` checked against ``kind`` (see :data:`_KINDS`); raise :class:`_Damaged` naming the field."""
+    name = f"{where}.{key}" if where else key
+    if key not in node:
+        if required:
+            raise _Damaged(name, f"present ({_KINDS[kind][1]})")
+        return None
+    value = node[key]
+    test, expected = _KINDS[kind]
+    if value is None and nullable:
+        return None
+    if not test(value):
+        raise _Damaged(name, expected + (" or null" if nullable else ""))
+    return value
+
+
+def _check_code(code: dict[str, Any], where: str) -> None:
+    git = _field(code, "git", where, "bool", required=True)
+    if git:
+        _field(code, "root", where, "path", required=True)
+        _field(code, "commit", where, "commit", required=True, nullable=True)
+        _field(code, "remote", where, "str", nullable=True)
+        diff = _field(code, "diff", where, "dict", required=True)
+        _field(diff, "sha256", f"{where}.diff", "str", nullable=True)
+        for i, sub in enumerate(_field(code, "submodules", where, "list") or []):
+            if not isinstance(sub, dict):
+                raise _Damaged(f"{where}.submodules[{i}]", "an object")
+            _field(sub, "path", f"{where}.submodules[{i}]", "rel", required=True)
+            _field(sub, "commit", f"{where}.submodules[{i}]", "commit", required=True)  # checked out: a commit
+            _field(sub, "remote", f"{where}.submodules[{i}]", "str", nullable=True)
+    for i, plug in enumerate(_field(code, "plugins", where, "list") or []):
+        at = f"{where}.plugins[{i}]"
+        if not isinstance(plug, dict):
+            raise _Damaged(at, "an object")
+        _field(plug, "key", at, "str", required=True)
+        _field(plug, "module", at, "str", required=True)
+        _field(plug, "in_repo", at, "bool")
+        for key in ("file", "root"):  # a plugin's sys.path root may be above the repo: absolute even in_repo
+            _field(plug, key, at, "path", nullable=True)
+        _field(plug, "sha256", at, "str", nullable=True)
+    cwd_in_repo = _field(code, "cwd_in_repo", where, "bool")
+    _field(code, "cwd", where, "rel" if git and cwd_in_repo else "path", nullable=True)
+    fw_in_repo = _field(code, "framework_in_repo", where, "bool")
+    _field(code, "framework_root", where, "rel" if git and fw_in_repo else "path", nullable=True)
+    _field(code, "fingerprint", where, "str", required=True)
+
+
+def _check_record_fields(data: dict[str, Any]) -> None:
+    _field(data, "schema_version", "", "count", required=True)
+    if data["schema_version"] < 1:
+        raise _Damaged("schema_version", "an integer >= 1")
+    _field(data, "status", "", "status", required=True)
+    _field(data, "mode", "", "mode")
+    _field(data, "cache_key", "", "str", required=True)
+    _field(data, "cache_hit_of", "", "dict", nullable=True)
+    _field(data, "started_from_checkpoint", "", "str", nullable=True)
+    for key in ("started", "ended", "error", "exp_dir"):
+        _field(data, key, "", "str", nullable=True)
+    _field(data, "command", "", "dict", nullable=True)
+    _check_code(_field(data, "code", "", "dict", required=True), "code")
+    env = _field(data, "environment", "", "dict", required=True)
+    _field(env, "fingerprint", "environment", "str")
+    for name, value in (_field(env, "env_vars", "environment", "dict", nullable=True) or {}).items():
+        if not isinstance(value, str):
+            raise _Damaged(f"environment.env_vars.{name}", "a string")
+    runtime = _field(data, "runtime", "", "dict")
+    if runtime is not None:
+        _field(runtime, "kind", "runtime", "str", required=True)
+        image = _field(runtime, "image", "runtime", "dict", nullable=True)
+        if image is not None:
+            _field(image, "id", "runtime.image", "str", nullable=True)
+    for i, session in enumerate(_field(data, "resumes", "", "list") or []):
+        at = f"resumes[{i}]"
+        if not isinstance(session, dict):
+            raise _Damaged(at, "an object")
+        _field(session, "mode", at, "mode")
+        _field(session, "status", at, "status")
+        _field(session, "cache_key", at, "str", nullable=True)
+        _field(session, "files", at, "rel", nullable=True)
+        code = _field(session, "code", at, "dict", nullable=True)
+        if code is not None:
+            _check_code(code, f"{at}.code")
+    for i, seg in enumerate(_field(data, "segments", "", "list") or []):
+        at = f"segments[{i}]"
+        if not isinstance(seg, dict):
+            raise _Damaged(at, "an object")
+        if _field(seg, "index", at, "count", required=True) != i:
+            raise _Damaged(f"{at}.index", f"{i} (its place in the list)")
+        _field(seg, "code_dir", at, "rel", required=True)
+        _field(seg, "options", at, "rel", required=True)
+        _field(seg, "resumed_from", at, "str", nullable=True)
+        _field(seg, "overrides", at, "dict", nullable=True)
+        _field(seg, "cache_key", at, "str", nullable=True)
+        _field(seg, "start_epoch", at, "count", nullable=True)
+        _field(seg, "end_epoch", at, "count", nullable=True)
+        _field(seg, "status", at, "status")
+        inputs = _field(seg, "inputs", at, "dict", nullable=True)
+        if inputs is not None:
+            _field(inputs, "file", f"{at}.inputs", "rel", nullable=True)
+            for j, item in enumerate(_field(inputs, "unfingerprintable", f"{at}.inputs", "list") or []):
+                if not isinstance(item, str):
+                    raise _Damaged(f"{at}.inputs.unfingerprintable[{j}]", "a string")
+
+
+def check_record(data: Any, path: str | os.PathLike[str]) -> None:
+    """Check the fields of a ``record.json`` that its readers use (types, paths inside the dir, counts).
+
+    Raises a one-line :class:`RecordError` naming the file and the first bad field.  Unknown
+    fields are allowed (a newer writer may add some); informational ones (``seed``, ``pid``,
+    most of ``environment``) are not checked.
+    """
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: not a JSON object; the record is damaged (was it edited?)")
+    try:
+        _check_record_fields(data)
+    except _Damaged as exc:
+        raise RecordError(f"{path}: field {exc.field!r} must be {exc.expected}; "
+                          f"the record is damaged (was it edited?)") from None
 
 
 def _error_text(error: BaseException | None) -> str | None:
@@ -351,10 +529,7 @@ def read_inputs(exp_dir: Path, rel: str) -> dict[str, Any]:
     path = Path(exp_dir) / REPRO_DIR / rel
     if ".." in Path(rel).parts or Path(rel).is_absolute():
         raise RecordError(f"{record_path(exp_dir)}: inputs file {rel!r} is outside {REPRO_DIR}/; the record is damaged")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RecordError(f"{path}: unreadable ({exc}); the record is damaged") from None
+    data = _load_json(path)
     problem = inputs_problem(data)
     if problem:
         raise RecordError(f"{path}: {problem}; the record is damaged")
@@ -371,11 +546,12 @@ def inputs_problem(data: Any) -> str | None:
             return f"{section!r} is not an object of objects"
         if not all(k.startswith("/") and "\0" not in k for k in value):
             return f"{section!r} holds a path that is not absolute or has a NUL byte"
-    for name in ("links", "absent"):
-        value = data.get(name) or {}
-        paths = [*value, *(value.values() if isinstance(value, dict) else [])]
-        if not all(isinstance(p, str) and "\0" not in p for p in paths):
-            return f"{name!r} holds a path with a NUL byte"
+        for path, meta in value.items():
+            for key, v in meta.items():
+                if key in _INPUT_INTS and (not isinstance(v, int) or isinstance(v, bool)):
+                    return f"{section!r}: {path}: {key!r} is not an integer"
+                if key in _INPUT_STRS and not isinstance(v, str) and v is not None:
+                    return f"{section!r}: {path}: {key!r} is not a string"
     for section in ("env", "links", "resolution"):
         value = data.get(section, {})
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -384,7 +560,23 @@ def inputs_problem(data: Any) -> str | None:
         value = data.get(section, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             return f"{section!r} is not a list of strings"
+    for name in ("links", "absent"):
+        value = data.get(name) or {}
+        paths = [*value, *(value.values() if isinstance(value, dict) else [])]
+        if not all(isinstance(p, str) and "\0" not in p for p in paths):
+            return f"{name!r} holds a path with a NUL byte"
+    for name, value in data.get("env", {}).items():
+        if not (value is None or isinstance(value, str)
+                or isinstance(value, dict) and isinstance(value.get("hmac"), str)):
+            return f"'env': {name!r} is not a string, null or a {{\"hmac\": ...}} object"
+    if not all(isinstance(v, str) for v in data.get("resolution", {}).values()):
+        return "'resolution' is not an object of paths"
     return None
+
+
+#: Fields of an input's entry that are integers (stat facts, counts) or strings (digests, kinds).
+_INPUT_INTS = ("size", "mtime_ns", "ctime_ns", "ino", "hashed_ns", "count")
+_INPUT_STRS = ("sha256", "hmac", "entries", "kind", "module")
 
 
 def merged_inputs(exp_dir: Path, data: dict[str, Any]) -> dict[str, Any] | None:

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootstrap_repro.errors import ExperimentExistsError
-from bootstrap_repro.options import override_argv
+from bootstrap_repro.errors import ExperimentExistsError, OptionsError
+from bootstrap_repro.options import load_yaml, override_argv
 from bootstrap_repro.fileio import atomic_write_json
 from bootstrap_repro.record._cache import NO_CACHE_ENV
 from bootstrap_repro.record._errors import CommitNotFoundError, PatchError, RecordError, RecordNotFoundError
@@ -47,7 +47,12 @@ from bootstrap_repro.record._snapshot import (
     UNTRACKED_FILE,
     _hash_source,
 )
-from bootstrap_repro.record._verify import OutputComparison, compare_outputs, environment_differences
+from bootstrap_repro.record._verify import (
+    OutputComparison,
+    compare_outputs,
+    environment_differences,
+    read_logs_checked,
+)
 
 __all__ = ["RerunResult", "rerun", "default_rerun_dir", "materialise_code", "InputsChangedError", "Segment",
            "segments_of", "input_differences", "STOP_AFTER_EPOCH_ENV"]
@@ -468,6 +473,9 @@ def rerun(
         raise RecordNotFoundError(f"{exp_dir}: no options.yaml; the experiment dir is incomplete")
     if verify and not (exp_dir / "logs.json").is_file():
         raise RecordNotFoundError(f"{exp_dir}: no logs.json to verify against; rerun without --verify")
+    if verify:  # a damaged logs file is refused now, not after the re-run
+        for logs in sorted(exp_dir.glob("logs*.json")):
+            read_logs_checked(logs)
     new = Path(new_dir).resolve() if new_dir is not None else default_rerun_dir(exp_dir)
     if new.exists() and (not new.is_dir() or any(p.name != LOCK_NAME for p in new.iterdir())):
         raise ExperimentExistsError(f"--exp.dir: {new} already exists; choose a new --exp.dir")
@@ -475,6 +483,15 @@ def rerun(
     for seg in segments:
         if not seg.options.is_file():
             raise RecordNotFoundError(f"{seg.options}: missing, the record names it; the experiment dir is incomplete")
+        try:  # a damaged file is refused here, before any run starts (the run checks the options themselves)
+            tree = load_yaml(seg.options)
+        except OptionsError as exc:
+            raise RecordError(f"{exc}; the record is damaged (was it edited?)") from None
+        except ValueError as exc:  # what YAML's reader lets through: an int of more than 4300 digits
+            raise RecordError(f"{seg.options}: unreadable ({' '.join(str(exc).split())[:80]}); "
+                              f"the record is damaged (was it edited?)") from None
+        if not tree:
+            raise RecordError(f"{seg.options}: holds no options; the record is damaged (was it edited?)")
     warnings: list[str] = []
     in_image = (record.get("runtime") or {}).get("kind") == "docker"
     problems = [f"segment {seg.index}: {line}" if len(segments) > 1 else line

@@ -151,7 +151,7 @@ def compare_outputs(original_dir: Path, rerun_dir: Path, ignore: Sequence[str] =
         if not (a.is_file() and b.is_file()):
             first = first or f"{name}: {_side(a.is_file())}"
             continue
-        cmp = compare_logs(read_logs(a), read_logs(b), ignore)
+        cmp = compare_logs(read_logs_checked(a), read_logs_checked(b), ignore)
         values += cmp.identical
         if cmp.divergence is not None:
             first = first or f"{name}: {cmp.divergence.describe()}"
@@ -174,6 +174,17 @@ def compare_outputs(original_dir: Path, rerun_dir: Path, ignore: Sequence[str] =
         if detail is not None:
             first = first or f"{name}: {detail}"
     return OutputComparison(values, len(logs), tensors, len(ckpts), first)
+
+
+def read_logs_checked(path: Path) -> dict[str, Any]:
+    """A ``logs*.json`` to compare; one that is not UTF-8 JSON holding an object is a one-line RecordError."""
+    try:
+        return read_logs(path)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
+        if "integer string conversion" in reason:
+            reason = "a number of more than 4300 digits"
+        raise RecordError(f"{path}: cannot be compared ({reason}); the experiment dir is damaged") from None
 
 
 def _read_checkpoint(path: Path) -> Any:

@@ -53,7 +53,28 @@ def read_marker(sweep_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise OptionsError(f"{path}: cannot read the sweep marker ({exc}); rerun the sweep to rewrite it") from None
     if not isinstance(data, dict) or "study" not in data:
         raise OptionsError(f"{path}: not a sweep marker (no `study`); rerun the sweep to rewrite it")
+    for key, ok, what in _MARKER_FIELDS:  # what the report and the driver read (an edited marker: one line)
+        if (key in data or key in ("objective", "direction", "n_trials")) and not ok(data.get(key)):
+            raise OptionsError(f"{path}: field {key!r} must be {what}; the sweep marker is damaged (was it edited?): "
+                               f"rerun the sweep to rewrite it")
     return data
+
+
+def _int_at_least(low: int) -> Any:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+_MARKER_FIELDS: tuple[tuple[str, Any, str], ...] = (
+    ("study", lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    ("storage_url", lambda v: v is None or isinstance(v, str), "a string or null"),
+    ("storage", lambda v: v is None or isinstance(v, str), "a string or null"),
+    ("objective", lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    ("direction", lambda v: v in ("maximize", "minimize"), "maximize or minimize"),
+    ("n_trials", _int_at_least(1), "an integer >= 1"),
+    ("max_retries", _int_at_least(0), "an integer >= 0"),
+    ("params", lambda v: v is None or isinstance(v, list) and all(isinstance(p, str) for p in v),
+     "a list of option names or null"),
+)
 
 
 # --------------------------------------------------------------------------- helpers

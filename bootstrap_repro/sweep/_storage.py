@@ -172,7 +172,10 @@ def check_journal(path: str | os.PathLike[str]) -> str | None:
     except OSError as exc:
         raise StorageError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
     try:
-        from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
+        from optuna.storages.journal._storage import (
+            JournalOperation,
+            JournalStorageReplayResult,
+        )
     except ImportError:  # another Optuna layout: Optuna's own errors, then
         return None
     *lines, tail = raw.split(b"\n")
@@ -199,11 +202,12 @@ def check_journal(path: str | os.PathLike[str]) -> str | None:
                 except Exception as exc:  # noqa: BLE001 - Optuna asserts, KeyErrors, TypeErrors on a bad entry
                     detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
                     problem = f"Optuna cannot replay it: {type(exc).__name__}" + (f": {detail}" if detail else "")
-            if problem is None:
+            trials = getattr(replay, "_trials", None)  # (Optuna's own; another layout: values unchecked)
+            if problem is None and isinstance(trials, dict):
                 trial_id = log.get("trial_id")
                 if log["op_code"] == JournalOperation.CREATE_TRIAL:
-                    trial_id = len(replay._trials) - 1
-                trial = replay._trials.get(trial_id) if isinstance(trial_id, int) else None
+                    trial_id = len(trials) - 1
+                trial = trials.get(trial_id) if isinstance(trial_id, int) else None
                 problem = _trial_problem(trial) if trial is not None else None
                 if problem is not None:
                     problem = f"trial {trial.number}: {problem}"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.views._base import BaseView, Logs, MultiView
-from bootstrap_repro.views._items import ViewSpec, parse_view_option
+from bootstrap_repro.views._items import DEFAULT_LOG, ViewSpec, check_log, parse_view_option
 from bootstrap_repro.views._plotly import View
 
 __all__ = ["factory", "rebuild", "make_view"]
@@ -105,12 +105,14 @@ def factory(engine: Any = None) -> BaseView | None:
     return view
 
 
-def rebuild(exp_dir: str | os.PathLike[str]) -> list[Path]:
+def rebuild(exp_dir: str | os.PathLike[str], warn: Callable[[str], None] | None = None) -> list[Path]:
     """Rebuild the HTML view(s) of an experiment dir from its files; returns the pages written.
 
     The plotly views of ``<exp_dir>/options.yaml`` (``view`` option) are rebuilt from the
     json logs; with no view items, one subplot per epoch metric of ``logs.json``.
-    Tensorboard and ``import:`` views are left alone.
+    Tensorboard and ``import:`` views are left alone.  With ``warn`` (``bootstrap-repro view``),
+    the logs files are checked first (:func:`check_log`): a damaged one raises
+    :class:`OptionsError` before any page is written, odd values go to ``warn``.
     """
     exp_dir = Path(exp_dir)
     opt_path = exp_dir / "options.yaml"
@@ -122,9 +124,16 @@ def rebuild(exp_dir: str | os.PathLike[str]) -> list[Path]:
     if opt_path.is_file():
         from bootstrap_repro.options import Options
 
-        opt = Options.load(opt_path)
+        opt = Options.load(opt_path, check=False)  # only its view is read: old dirs stay viewable
         specs = [s for s in parse_view_option(_view_option(opt), f"{opt_path}: view")
                  if s.name == "plotly" and s.module is None]
     if not specs:
         specs = [ViewSpec()]
+    if warn is not None:
+        names = [DEFAULT_LOG] if any(not s.panels for s in specs) else []
+        names += [i.log for s in specs for p in s.panels or () for i in p.items]
+        for name in dict.fromkeys(names):
+            if (exp_dir / f"{name}.json").is_file():
+                for note in check_log(exp_dir / f"{name}.json"):
+                    warn(note)
     return [View(exp_dir, s.panels, s.file_name).build() for s in specs]

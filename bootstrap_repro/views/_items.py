@@ -13,6 +13,7 @@ Nothing here imports torch or plotly: it is plain data handling.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "parse_view_option",
     "default_items",
     "read_log",
+    "check_log",
     "load_logs",
     "series",
 ]
@@ -47,6 +49,8 @@ _EXPECTED = (
 )
 _LOGNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _SPEC_KEYS = ("name", "items", "file_name", "import")
+#: Keys of the seed's ``views`` section accepted and unused (bootstrap.pytorch's options/abstract.yaml).
+_SEED_KEYS = ("plot_width",)
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def _parse_spec(raw: Mapping[str, Any], where: str) -> list[ViewSpec]:
             specs.extend(_parse_spec(sub, where))
         return specs
     for key in raw:
-        if key not in _SPEC_KEYS:
+        if key not in _SPEC_KEYS and key not in _SEED_KEYS:
             raise OptionsError(
                 f"{where}.{key}: unknown view key{did_you_mean(str(key), _SPEC_KEYS)} "
                 f"(valid: {', '.join(_SPEC_KEYS)})"
@@ -231,11 +235,50 @@ def read_log(path: str | Path) -> dict[str, list[Any]]:
     """Read one ``<log>.json``; a missing, partial or corrupt file reads as ``{}``."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict):
         return {}
     return {str(k): v for k, v in data.items() if isinstance(v, list)}
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (isinstance(v, int) or math.isfinite(v))
+
+
+def check_log(path: str | Path) -> list[str]:
+    """Read ``<log>.json`` strictly (``bootstrap-repro view``): what the view will leave out or draw oddly.
+
+    A file that is not UTF-8 JSON holding an object raises a one-line :class:`OptionsError`
+    (the logger writes it whole, so it was damaged); keys whose value is not a list, and lists
+    holding values that are not finite numbers (NaN, text, nested lists), give one warning each.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise OptionsError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
+        if "integer string conversion" in reason:
+            reason = "a number of more than 4300 digits"
+        raise OptionsError(f"{path}: not valid JSON ({reason}); the logs file is damaged (was it edited or copied "
+                           f"in part?): restore it, then run view again") from None
+    if not isinstance(data, dict):
+        raise OptionsError(f"{path}: expected a JSON object of lists, got {type(data).__name__}; the logs file is "
+                           f"damaged (was it edited?): restore it, then run view again")
+    notes = []
+    not_lists = [k for k, v in data.items() if not isinstance(v, list)]
+    if not_lists:
+        notes.append(f"{path}: {len(not_lists)} key(s) do not hold a list of values (e.g. {not_lists[0]!r}); "
+                     f"the view leaves them out")
+    odd = [(k, next(x for x in v if not _finite(x))) for k, v in data.items()
+           if isinstance(v, list) and not all(_finite(x) for x in v)]
+    if odd:
+        k, x = odd[0]
+        notes.append(f"{path}: {len(odd)} key(s) hold values that are not finite numbers (e.g. {k!r}: "
+                     f"{repr(x)[:40]}); their curves may have gaps")
+    return notes
 
 
 def load_logs(exp_dir: Path, names: Sequence[str],

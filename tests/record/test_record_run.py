@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,36 +134,46 @@ def test_no_secret_reaches_the_experiment_dir(tmp_path):
 
 
 # ----------------------------------------------------------------------------- locking
-def _hold(lock: Path):
+def _hold(lock: Path) -> subprocess.Popen[str]:
+    """Another process that holds the dir's lock (a POSIX record lock, as a run takes it) until it is ended."""
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
+    code = (f"import fcntl, os, sys; fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT); "
+            f"fcntl.lockf(fd, fcntl.LOCK_EX); os.write(fd, b'%d\\n' % os.getpid()); print('held', flush=True); "
+            f"sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def _release(proc: subprocess.Popen[str]) -> None:
+    proc.communicate("")  # end of stdin: it exits, the kernel drops its lock
 
 
 def test_a_second_run_on_a_locked_dir_is_refused(capsys, tiny_file, tmp_path):
     exp = tmp_path / "exp"
-    fd = _hold(exp / ".lock")  # another process is running there
+    holder = _hold(exp / ".lock")  # another process is running there
     try:
         code = main(["run", "-o", str(tiny_file())])
         err = capsys.readouterr().err
         assert code == 2
-        assert err.splitlines() == [
-            f"error: exp.dir: {exp} is being used by another running process; wait for it or choose another --exp.dir"]
+        [line] = err.splitlines()  # names the holder and its command line
+        assert line.startswith(f"error: exp.dir: {exp} is being used by another running process "
+                               f"(pid {holder.pid}: {sys.executable} -c import fcntl")
+        assert line.endswith("...); wait for it or choose another --exp.dir")
         assert os.listdir(exp) == [".lock"], "the refused run wrote nothing"
         # the same for a resume of a finished experiment
     finally:
-        os.close(fd)
+        _release(holder)
     assert main(["run", "-o", str(tiny_file())]) == 0
     before = (exp / "repro" / "record.json").read_bytes()
-    fd = _hold(exp / ".lock")
+    holder = _hold(exp / ".lock")
     try:
         capsys.readouterr()
         assert main(["run", "-o", str(exp / "options.yaml"), "--exp.resume", "last"]) == 2
-        assert "is being used by another running process" in capsys.readouterr().err
+        assert f"is being used by another running process (pid {holder.pid}:" in capsys.readouterr().err
         assert (exp / "repro" / "record.json").read_bytes() == before
     finally:
-        os.close(fd)
+        _release(holder)
 
 
 def test_untracked_over_the_bound_fails_before_anything_is_written(capsys, tmp_path):

@@ -108,8 +108,8 @@ def test_damaged_journal_lines_name_the_line_and_the_fix(capsys, sweep_dir):
          "trial 0: its param optimizer.lr='abc' is outside its distribution"),
         (param, lambda e: {**e, "param_value_internal": 7.0},
          "trial 0: its param optimizer.lr=7.0 is outside its distribution"),
-        (param, lambda e: {**e, "distribution": "{not json"}, "Optuna cannot replay it: JSONDecodeError: "
-         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (param, lambda e: {**e, "distribution": "{not json"}, ("Optuna cannot replay it: JSONDecodeError: "
+         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)")),
         (create, lambda e: {**e, "datetime_start": "yesterday"},
          "Optuna cannot replay it: ValueError: Invalid isoformat string: 'yesterday'"),
         (attr, lambda e: {**e, "user_attr": [1, 2]}, "Optuna cannot replay it: AssertionError"),
@@ -144,7 +144,7 @@ def test_random_bytes_anywhere_in_the_journal(capsys, sweep_dir):
         journal.write_bytes(original[:at] + junk + original[at + len(junk):])
         before = snapshot(sweep_dir)
         code = main(["view", str(sweep_dir)])
-        out, err = capsys.readouterr()
+        _out, err = capsys.readouterr()
         lines = err.strip().splitlines()
         assert "Traceback" not in err and code in (0, 2), (code, err)
         if code == 2:  # damaged: one line naming the journal, nothing written
@@ -194,11 +194,11 @@ def test_resuming_a_sweep_whose_journal_is_damaged(capsys, tmp_path):
     (None, {"optimizer.lr": {"type": "categorical", "choices": [0.1, float("nan")]}},
      "params.optimizer.lr.choices: choices must be finite numbers, got nan"),
     ({"sampler": "grid"}, {"model.network.hidden": {"type": "int", "low": 1, "high": 10**12}},
-     "params.model.network.hidden: the grid would hold 1e+12 points with this param's 1e+12 values (at most "
-     "1000000); narrow its range, raise its step, or use another sampler"),
+     ("params.model.network.hidden: the grid would hold 1e+12 points with this param's 1e+12 values (at most "
+     "1000000); narrow its range, raise its step, or use another sampler")),
     ({"sampler": "grid"}, {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.5, "step": 1e-300}},
-     "params.optimizer.lr: the grid would hold 4.9e+299 points with this param's 4.9e+299 values (at most "
-     "1000000); narrow its range, raise its step, or use another sampler"),
+     ("params.optimizer.lr: the grid would hold 4.9e+299 points with this param's 4.9e+299 values (at most "
+     "1000000); narrow its range, raise its step, or use another sampler")),
     ({"jobs": 10**19}, None, None),  # the message names this machine's CPUs: checked below
     (None, {"optimizer.lr": {**LR, "low": 0.5, "high": 0.01}},
      "params.optimizer.lr: `low <= high` must hold, but got (low=0.5, high=0.01)"),
@@ -243,3 +243,18 @@ def test_sweep_count_flags_that_are_not_counts(capsys, tmp_path, flag, value):
     f = write_sweep(tmp_path)
     assert one_line(capsys, tmp_path, ["sweep", str(f), flag, value]) == \
         f"error: {flag}: expected a positive int, got {value!r}"
+
+
+@pytest.mark.parametrize("key, value, what", [
+    ("study", 5, "a non-empty string"), ("study", "", "a non-empty string"),
+    ("storage_url", 5, "a string or null"), ("storage_url", ["postgresql://x"], "a string or null"),
+    ("objective", None, "a non-empty string"), ("direction", "up", "maximize or minimize"),
+    ("n_trials", "3", "an integer >= 1"), ("n_trials", 0, "an integer >= 1"), ("max_retries", -1, "an integer >= 0"),
+    ("params", 5, "a list of option names or null"), ("params", [1], "a list of option names or null"),
+])
+def test_view_of_a_sweep_dir_whose_marker_was_edited(capsys, sweep_dir, key, value, what):
+    marker = sweep_dir / "sweep.json"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), key: value}))
+    assert one_line(capsys, sweep_dir, ["view", str(sweep_dir)]) == (
+        f"error: {marker}: field {key!r} must be {what}; the sweep marker is damaged (was it edited?): "
+        f"rerun the sweep to rewrite it")
