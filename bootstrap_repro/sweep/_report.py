@@ -370,7 +370,7 @@ def rebuild_report(sweep_dir: str | os.PathLike[str]) -> Path:
     from bootstrap_repro.sweep._storage import quiet_optuna, storage_for
 
     meta = read_marker(sweep_dir)
-    storage = storage_for(meta.get("storage_url"), sweep_dir, meta["study"])
+    storage = storage_for(meta.get("storage_url"), sweep_dir, meta["study"], read_only=True)
     storage.check()
     if not storage.exists():
         raise OptionsError(f"{sweep_dir}: the study's storage {storage.describe()} is missing; "

@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -93,9 +94,10 @@ class StudyStorage(abc.ABC):
 class FileStudyStorage(StudyStorage):
     """Optuna's journal file ``<sweep_dir>/study.journal``."""
 
-    def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, sweep_dir: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.dir = Path(sweep_dir)
         self.path = self.dir / JOURNAL_NAME
+        self.read_only = read_only  #: a reader (the report) leaves a cut-short last line alone
         self._storage: optuna.storages.BaseStorage | None = None
 
     def check(self) -> None:
@@ -107,11 +109,33 @@ class FileStudyStorage(StudyStorage):
 
     def open(self) -> optuna.storages.BaseStorage:
         if self._storage is None:
-            if self.path.is_file():
-                check_journal(self.path)  # a damaged journal: one line naming it, not Optuna's traceback
+            if self.path.is_file() and check_journal(self.path) and not self.read_only:  # damaged: raised
+                self._cut_incomplete_tail()
             self.dir.mkdir(parents=True, exist_ok=True)
             self._storage = _journal(str(self.path))
         return self._storage
+
+    def _cut_incomplete_tail(self) -> None:
+        """Drop a last line cut short by a killed writer, under Optuna's own append lock.
+
+        Optuna skips such a line when it reads, but its next append would land on it and make the
+        journal unreadable; the journal is append-only, so the cut loses nothing that was written.
+        """
+        from optuna.storages.journal import JournalFileSymlinkLock
+
+        lock = JournalFileSymlinkLock(str(self.path))
+        lock.acquire()
+        try:
+            with open(self.path, "rb+") as f:
+                raw = f.read()
+                keep = raw.rfind(b"\n") + 1
+                if keep < len(raw):
+                    f.truncate(keep)
+                    os.fsync(f.fileno())
+                    print(f"warning: {self.path}: its last line was incomplete (a write cut short, "
+                          f"{len(raw) - keep} bytes); removed before the study goes on", file=sys.stderr)
+        finally:
+            lock.release()
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -306,6 +330,28 @@ class PostgresStudyStorage(StudyStorage):
                                            heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
         return self._storage
 
+    def _cut_incomplete_tail(self) -> None:
+        """Drop a last line cut short by a killed writer, under Optuna's own append lock.
+
+        Optuna skips such a line when it reads, but its next append would land on it and make the
+        journal unreadable; the journal is append-only, so the cut loses nothing that was written.
+        """
+        from optuna.storages.journal import JournalFileSymlinkLock
+
+        lock = JournalFileSymlinkLock(str(self.path))
+        lock.acquire()
+        try:
+            with open(self.path, "rb+") as f:
+                raw = f.read()
+                keep = raw.rfind(b"\n") + 1
+                if keep < len(raw):
+                    f.truncate(keep)
+                    os.fsync(f.fileno())
+                    print(f"warning: {self.path}: its last line was incomplete (a write cut short, "
+                          f"{len(raw) - keep} bytes); removed before the study goes on", file=sys.stderr)
+        finally:
+            lock.release()
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         import sqlalchemy
@@ -338,10 +384,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def storage_for(url: str | None, sweep_dir: str | os.PathLike[str], study_name: str) -> StudyStorage:
+def storage_for(url: str | None, sweep_dir: str | os.PathLike[str], study_name: str, *,
+                read_only: bool = False) -> StudyStorage:
     """The storage of ``sweep.storage`` (``None``: the journal file in ``sweep_dir``)."""
     if url is None:
-        return FileStudyStorage(sweep_dir)
+        return FileStudyStorage(sweep_dir, read_only=read_only)
     return PostgresStudyStorage(url, study_name)
 
 

@@ -258,3 +258,19 @@ def test_view_of_a_sweep_dir_whose_marker_was_edited(capsys, sweep_dir, key, val
     assert one_line(capsys, sweep_dir, ["view", str(sweep_dir)]) == (
         f"error: {marker}: field {key!r} must be {what}; the sweep marker is damaged (was it edited?): "
         f"rerun the sweep to rewrite it")
+
+
+def test_resuming_a_sweep_whose_journal_was_cut_short_removes_the_partial_line(capsys, tmp_path):
+    """A killed writer's half line would be glued to Optuna's next append: the resumed sweep cuts it first."""
+    f = write_sweep(tmp_path, sweep={"n_trials": 1})
+    assert main(["sweep", str(f)]) == 0
+    journal = tmp_path / "sweep" / "study.journal"
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"op_code": 4, "worker_id": "w", "tri')
+    capsys.readouterr()
+    assert main(["sweep", str(f), "--n-trials", "2"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {journal}: its last line was incomplete (a write cut short, 37 bytes); removed before the " \
+           f"study goes on" in err
+    assert journal.read_bytes().startswith(whole) and journal.read_bytes().endswith(b"\n")
+    assert main(["view", str(tmp_path / "sweep")]) == 0  # every line replays
