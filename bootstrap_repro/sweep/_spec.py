@@ -318,8 +318,10 @@ def _check_params(params: Sequence[ParamSpec], base: Options) -> None:
         if p.type == "float" and _is_int(default):
             raise SweepError(f"{where}: the option is an int ({default!r} in {where_file}); use type: int")
         for value in p.samples():
-            try:
-                base.copy().apply_overrides(override_args(p.key, value))
+            try:  # the value's type, then the option's declared range (a trial would refuse it: exit 2)
+                trial = base.copy()
+                trial.apply_overrides(override_args(p.key, value))
+                trial.check()
             except OptionsError as exc:
                 msg = str(exc).removeprefix(f"--{p.key}: ")
                 raise SweepError(f"{where}: {value!r} is not a valid value: {msg}") from None

@@ -69,10 +69,20 @@ def test_unknown_param_key_suggests_the_option(capsys, tmp_path):
      "params.optimizer.lr: `step` and `log: true` cannot be used together, but got (step=0.1, log=true)"),
     ({"type": "categorical", "choices": ["fast"]},
      "params.optimizer.lr: 'fast' is not a valid value: expected a float, got 'fast'"),
+    ({"type": "float", "low": 0.0, "high": 1.0},  # the option's declared range: each trial would refuse lr 0
+     "params.optimizer.lr: 0.0 is not a valid value: must be > 0, got 0.0"),
+    ({"type": "categorical", "choices": [0.1, -1.0]},
+     "params.optimizer.lr: -1.0 is not a valid value: must be > 0, got -1.0"),
 ])
 def test_bad_ranges(capsys, tmp_path, spec, expected):
     f = write_sweep(tmp_path, params={"optimizer.lr": spec})
     bad_input(capsys, tmp_path, ["sweep", str(f)], expected)
+
+
+def test_an_int_range_outside_the_options_declared_range(capsys, tmp_path):
+    f = write_sweep(tmp_path, params={"dataset.batch_size": {"type": "int", "low": 0, "high": 32}})
+    bad_input(capsys, tmp_path, ["sweep", str(f)],
+              "params.dataset.batch_size: 0 is not a valid value: must be >= 1, got 0")
 
 
 def test_float_range_on_an_int_option(capsys, tmp_path):
