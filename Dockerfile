@@ -21,11 +21,12 @@ WORKDIR /opt/bootstrap-repro
 COPY pyproject.toml docker/install_deps.py ./
 RUN python install_deps.py --extras "${EXTRAS}" -- ${PIP_ARGS}
 
-COPY README.md ./
+COPY README.md setup.py ./
 COPY bootstrap_repro ./bootstrap_repro
 RUN python -m pip install --no-deps --no-build-isolation ${PIP_ARGS} . \
     && rm -rf build ./*.egg-info \
-    && python -c "import bootstrap_repro"
+    && python -c "import bootstrap_repro" \
+    && python -c "import bootstrap.lib.utils"
 
 COPY docker/entrypoint.sh /usr/local/bin/bootstrap-repro-entrypoint
 WORKDIR /

@@ -488,18 +488,20 @@ def _epoch_at(epochs: Any, index: int, n: int) -> int:
 
 
 def _cmd_compare(exp_dirs: list[str], metrics: list[str] | None) -> int:
+    from bootstrap_repro._metric_names import resolve
+
     logs = {d: _read_logs(d) for d in exp_dirs}
     specs = [_parse_metric(m) for m in metrics] if metrics else [
         ("eval_epoch.acctop1", "max"), ("eval_epoch.loss", "min")]
     if not metrics:
-        specs = [s for s in specs if any(s[0] in lg for lg in logs.values())]
+        specs = [s for s in specs if any(resolve(s[0], lg) for lg in logs.values())]
         if not specs:
             raise OptionsError("compare: no eval_epoch.acctop1 or eval_epoch.loss in these logs; pass --metric KEY:min|max")
     width = max(len(d) for d in exp_dirs)
     for key, mode in specs:
         rows = []
         for d, lg in logs.items():
-            vals = lg.get(key)
+            vals = lg.get(resolve(key, lg) or key)  # accuracy_top1 and acctop1 rank together
             where = f"{Path(d) / 'logs.json'}: {key}"
             if vals is not None and not isinstance(vals, list):
                 print(f"warning: {where} is not a list of values (a {type(vals).__name__}); left out", file=sys.stderr)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 __all__ = [
     "ReproError",
     "OptionsError",
+    "OptionsReadOnlyError",
     "PluginError",
     "HookError",
     "ExperimentExistsError",
@@ -31,6 +32,13 @@ class ReproError(Exception):
 
 class OptionsError(ReproError, ValueError):
     """A bad options file, key or value."""
+
+
+class OptionsReadOnlyError(OptionsError, PermissionError):
+    """A write to options that are read-only (a running experiment's, or locked ones).
+
+    A :class:`PermissionError` too, as the seed raised for its locked options.
+    """
 
 
 class PluginError(ReproError, ImportError):

@@ -288,10 +288,15 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+#: Modules whose frames the message header skips to name the code that logged: this one, and
+#: wrappers such as the compatibility layer's ``bootstrap.lib.logger`` (which adds itself).
+CALLER_SKIP: set[str] = {__name__}
+
+
 def _caller() -> str:
-    """``pkg/module`` of the code that logged (skipping this module)."""
+    """``pkg/module`` of the code that logged (skipping the modules of :data:`CALLER_SKIP`)."""
     frame = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__") == __name__:
+    while frame is not None and frame.f_globals.get("__name__") in CALLER_SKIP:
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return "?"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -27,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bootstrap_repro._metric_names import resolve, resolve_checkpoint
 from bootstrap_repro.errors import (CheckpointError, ExperimentExistsError, HookRegistrationError, OptionsError,
                                     ReproError)
-from bootstrap_repro.fileio import JOURNAL_SUFFIX, recover_groups
+from bootstrap_repro.fileio import JOURNAL_SUFFIX, atomic_write_text, recover_groups
 from bootstrap_repro.logger import Logger
 from bootstrap_repro.options import Options, check_resume_options
 from bootstrap_repro.record import (
@@ -52,10 +54,33 @@ from bootstrap_repro.record import (
     take_snapshot,
 )
 
-__all__ = ["RunResult", "CacheHit", "run", "validate", "engine_facts", "check_exp_dir", "RunLockedError", "EXIT_CODES"]
+__all__ = ["RunResult", "CacheHit", "run", "validate", "verify_resume", "engine_facts", "check_exp_dir", "log_names", "RunLockedError",
+           "EXIT_CODES"]
 
 #: Exit code of each final status.
 EXIT_CODES = {"COMPLETED": 0, "STOPPED": 0, "FAILED": 1, "INTERRUPTED": 130}
+
+#: A split name that can name files: ``logs_eval_<split>.json``.
+_SPLIT_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}")
+
+
+def log_names(options: Options, resume: str | None) -> tuple[str, str]:
+    """``(logs name, options file)`` of a run, as bootstrap.pytorch named them.
+
+    The evaluation of a checkpoint (``dataset.train_split`` empty and ``exp.resume`` set) writes
+    ``logs_eval_<eval_split>.{json,txt}`` and ``options_eval_<eval_split>.yaml``, so evaluating on
+    ``test`` keeps the result on ``val``; every other run writes ``logs.{json,txt}`` and
+    ``options.yaml``.  A split name that cannot name a file is an :class:`OptionsError`.
+    """
+    if options.get("dataset.train_split") or not resume:
+        return "logs", "options.yaml"
+    split = options.get("dataset.eval_split")
+    if not isinstance(split, str) or not _SPLIT_FILE_NAME.fullmatch(split):
+        raise OptionsError(
+            f"dataset.eval_split: {split!r} cannot name the files of an evaluation (logs_eval_<split>.json); "
+            f"use letters, digits, '_', '-' or '.' (e.g. val, test)"
+        )
+    return f"logs_eval_{split}", f"options_eval_{split}.yaml"
 
 
 @dataclass(frozen=True)
@@ -138,6 +163,7 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
             raise CheckpointError(f"exp.resume: {resume!r} asked but exp.dir {path} does not exist; check --exp.dir")
         # No recovery here: another run may hold the dir; names of a commit in flight count.
         names = checkpoint_names(path)
+        resume = resolve_checkpoint(str(resume), names)  # best_accuracy_top1 finds ckpt_best_acctop1_* and back
         if str(resume) not in names:
             state = None if names else _uncheckpointed(path)
             if state == "ended":
@@ -217,7 +243,7 @@ def cached_run(options: Options, *, logger: Logger | None = None) -> RunResult |
     if resume is not None:
         return None
     options.freeze()
-    logger = logger or Logger(name="logs" if options.get("dataset.train_split") else "logs_eval", activate=False)
+    logger = logger or Logger(name="logs", activate=False)
     return _from_cache(options, exp_dir, take_snapshot(options, exp_dir=exp_dir), logger)
 
 
@@ -283,30 +309,10 @@ def _materialise(options: Options, exp_dir: Path, entry: CacheEntry, logger: Log
 
 
 def _probe_outputs(engine: Any) -> set[str] | None:
-    """The scalar keys the model outputs, from one tiny batch (RNG untouched)."""
-    import torch
-    from torch.utils.data import default_collate
+    """The scalar keys the model outputs, from one tiny batch on a copy of the model (the run is untouched)."""
+    from bootstrap_repro.engines._probe import probe_outputs
 
-    from bootstrap_repro.engines._checkpoint import rng_state, set_rng_state
-    from bootstrap_repro.engines._engine import loggable, to_device
-
-    split = "eval" if "eval" in engine.dataset else "train"
-    ds = engine.dataset.get(split)
-    if ds is None or not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__") or len(ds) == 0:
-        return None
-    collate = getattr(ds, "collate_fn", None) or default_collate
-    state, was_training = rng_state(), engine.model.training
-    try:
-        batch = collate([ds[i] for i in range(min(2, len(ds)))])
-        engine.model.train(split == "train")
-        with torch.no_grad():
-            out = engine.model(to_device(batch, engine.device))
-        return set(loggable(out))
-    except Exception:  # noqa: BLE001 - a model bug surfaces in the real run, with its logs
-        return None
-    finally:
-        engine.model.train(was_training)
-        set_rng_state(state)
+    return probe_outputs(engine)
 
 
 def _check_saving_criteria(engine: Any) -> None:
@@ -315,7 +321,7 @@ def _check_saving_criteria(engine: Any) -> None:
         return
     mode = "eval_epoch" if "eval" in engine.dataset else "train_epoch"
     for crit in engine.saving_criteria:
-        if crit.name not in keys:
+        if resolve(crit.name, keys) is None and "." not in crit.name:  # a dotted name is a logger key (eval_epoch.x)
             raise OptionsError(
                 f"engine.saving_criteria: {crit.name!r} is never logged ({mode} has: "
                 f"{', '.join(sorted(keys)) or 'nothing'}); use one of those names"
@@ -433,10 +439,11 @@ def _build(options: Options, logger: Logger, eval_only: bool) -> Any:
 def validate(options: Options) -> None:
     """Check everything :func:`run` checks before it creates anything (launchers call it first)."""
     options.check()
-    check_exp_dir(options)
+    exp_dir, resume = check_exp_dir(options)
     eval_only = not options.get("dataset.train_split")
     if eval_only and not options.get("dataset.eval_split"):
         raise OptionsError("dataset.train_split and dataset.eval_split are both empty; set at least one")
+    log_names(options, options.get("exp.resume") or None)
     opt = options.copy()
     for key in ("runtime.nproc_per_node", "runtime.nnodes"):
         if key in opt:
@@ -444,7 +451,29 @@ def validate(options: Options) -> None:
     opt.freeze()
     logger = Logger(activate=False, echo=False)
     with opt.activate(), logger.activate():
-        _build(opt, logger, eval_only)
+        engine = _build(opt, logger, eval_only)
+        if resume is not None:
+            verify_resume(engine, exp_dir, resume, eval_only)
+
+
+def verify_resume(engine: Any, exp_dir: Path, resume: str, eval_only: bool) -> None:
+    """Check, reading only, that checkpoint ``resume`` of ``exp_dir`` (ours or bootstrap.pytorch's) can be used.
+
+    An unreadable file, another network or optimizer, or a damaged ``logs.json`` (a training
+    resume continues it) is one error line, raised before the dir is touched (no record, no lock).
+    """
+    from bootstrap_repro.engines import Checkpointer
+    from bootstrap_repro.logger import read_logs
+
+    Checkpointer(exp_dir).verify(engine, resume, train=not eval_only)
+    logs = exp_dir / "logs.json"
+    if not eval_only and logs.is_file():
+        try:
+            read_logs(logs)
+        except (OSError, ValueError, RecursionError) as exc:
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise CheckpointError(f"{logs}: cannot be read ({reason}); a resumed run continues it: restore it, "
+                                  f"or train in a new --exp.dir") from None
 
 
 def engine_facts(engine: Any) -> dict[str, Any]:
@@ -481,8 +510,9 @@ def run(
     eval_only = not options.get("dataset.train_split")
     if eval_only and not options.get("dataset.eval_split"):
         raise OptionsError("dataset.train_split and dataset.eval_split are both empty; set at least one")
+    logs_name, _ = log_names(options, resume)
     options.freeze()
-    logger = Logger(name="logs_eval" if eval_only else "logs", activate=False, echo=writer)
+    logger = Logger(name=logs_name, activate=False, echo=writer)
     if stream is not None:
         logger.print_fn = lambda line: print(line, file=stream, flush=True)
     snap = take_snapshot(options, exp_dir=exp_dir) if writer else None
@@ -498,6 +528,8 @@ def run(
             engine = _build(options, logger, eval_only)
             if not writer:
                 return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, False)
+            if resume is not None:
+                verify_resume(engine, exp_dir, resume, eval_only)  # before anything is written into the dir
             exp_dir.mkdir(parents=True, exist_ok=True)
             with exp_dir_lock(exp_dir):
                 if resume == "last" and not eval_only and _start_over(exp_dir, logger):
@@ -568,8 +600,11 @@ def _run_locked(
 
     if writer:
         recover_groups(exp_dir)
-        if not (eval_only and resume):
-            options.save(exp_dir / "options.yaml")
+        options_file = log_names(options, resume)[1]
+        if options_file == "options.yaml":
+            options.save(exp_dir / options_file)
+        else:  # an evaluation's options_eval_<split>.yaml names the checkpoint it evaluated
+            atomic_write_text(exp_dir / options_file, options.to_yaml(drop_actions=False))
         logger.attach(exp_dir, load=bool(resume) and not eval_only)
     if engine.dist.enabled:
         import torch.distributed as dist
@@ -645,4 +680,9 @@ def _run_locked(
                 if status in ("COMPLETED", "STOPPED"):
                     dist.barrier()  # no rank tears gloo down while another still talks to it
                 dist.destroy_process_group()
-    return RunResult(status, exp_dir, engine, error)
+    result = RunResult(status, exp_dir, engine, error)
+    if writer and status in ("COMPLETED", "STOPPED"):  # a key missing now was never logged
+        note = views.check_logged(exp_dir, options, views.engine_logs(engine))
+        if note is not None:
+            result.warnings.append(note)
+    return result

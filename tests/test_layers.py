@@ -11,14 +11,15 @@ PKG = Path(__file__).resolve().parents[1] / "bootstrap_repro"
 
 #: Lowest layer first (DESIGN.md section 2).
 LAYERS: list[set[str]] = [
-    {"errors", "fileio", "_current"},
-    {"options", "logger", "plugins"},
+    {"errors", "fileio", "_current", "_bootstrap_alias", "_metric_names"},
+    {"options", "logger", "plugins", "_schema"},
     {"engines", "datasets", "models", "optimizers", "views"},
     {"record"},
     {"run"},
     {"runtimes"},
     {"sweep"},
     {"cli", "__main__"},
+    {"compat"},  # bootstrap_repro/compat/bootstrap: the `bootstrap` package of seed projects (its run calls the cli)
 ]
 
 

@@ -126,7 +126,7 @@ def test_eval_only_run_evaluates_best_checkpoint(tmp_path):
     r = cli("run", "-o", str(exp / "options.yaml"), "--exp.resume", "best_acctop1", "--dataset.train_split", "",
             env=env)
     assert r.returncode == 0, r.stderr
-    eval_logs = json.loads((exp / "logs_eval.json").read_text())
+    eval_logs = json.loads((exp / "logs_eval_val.json").read_text())
     best = max(range(3), key=lambda i: (logs["eval_epoch.acctop1"][i], -i))
     assert eval_logs["eval_epoch.acctop1"] == [logs["eval_epoch.acctop1"][best]]
     assert eval_logs["eval_epoch.loss"] == [logs["eval_epoch.loss"][best]]

@@ -102,7 +102,7 @@ def test_eval_only_resume_with_the_experiments_own_options(capsys, trained):
     code, _, err = run_cli(capsys, "run", "-o", str(trained / "options.yaml"), "--exp.resume", "best_acctop1",
                            "--dataset.train_split", "")
     assert code == 0, err
-    assert (trained / "logs_eval.json").is_file()
+    assert (trained / "logs_eval_val.json").is_file() and (trained / "options_eval_val.yaml").is_file()
     assert (trained / "options.yaml").read_bytes() == options_before
 
 

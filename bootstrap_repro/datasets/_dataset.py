@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import inspect
+import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -12,7 +14,7 @@ import torch.utils.data as data
 
 from bootstrap_repro.errors import OptionsError, did_you_mean
 
-__all__ = ["Dataset", "seed_worker", "check_split"]
+__all__ = ["Dataset", "seed_worker", "check_split", "is_seed_call"]
 
 #: The split that shuffles by default (``shuffle=None``).
 TRAIN_SPLIT = "train"
@@ -43,6 +45,66 @@ def check_split(split: Any, valid: Sequence[str], key: str, dataset: str) -> str
     )
 
 
+NATIVE_SIGNATURE = ("Dataset(split, batch_size=64, nb_threads=0, shuffle=None, pin_memory=False, drop_last=False, "
+                    "seed=0, dir_data=None)")
+SEED_SIGNATURE = "Dataset(dir_data, split='train', batch_size=4, shuffle=False, pin_memory=False, nb_threads=4)"
+
+
+def _native_args(
+    split: str,
+    batch_size: int = 64,
+    nb_threads: int = 0,
+    shuffle: bool | None = None,
+    pin_memory: bool = False,
+    drop_last: bool = False,
+    seed: int = 0,
+    dir_data: str | None = None,
+) -> dict[str, Any]:
+    """The native constructor's arguments."""
+    return dict(split=split, batch_size=batch_size, nb_threads=nb_threads, shuffle=shuffle, pin_memory=pin_memory,
+                drop_last=drop_last, seed=seed, dir_data=dir_data)
+
+
+def _seed_args(
+    dir_data: str | None,
+    split: str = "train",
+    batch_size: int = 4,
+    shuffle: bool = False,
+    pin_memory: bool = False,
+    nb_threads: int = 4,
+    *,
+    drop_last: bool = False,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """bootstrap.pytorch's ``Dataset(dir_data, split, batch_size, shuffle, pin_memory, nb_threads)``, its defaults.
+
+    ``seed`` defaults to the current options' ``misc.seed`` (the seed shuffled with the global RNG,
+    seeded with it).
+    """
+    if seed is None:
+        from bootstrap_repro.options import Options
+
+        seed = int(Options.current().get("misc.seed", 0) or 0) if Options.has_current() else 0
+    return dict(split=split, batch_size=batch_size, nb_threads=nb_threads, shuffle=shuffle, pin_memory=pin_memory,
+                drop_last=drop_last, seed=seed, dir_data=dir_data)
+
+
+def is_seed_call(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether constructor arguments are in the seed's order ``(dir_data, split, batch_size, ...)``.
+
+    The seed's when: a positional argument and ``split=``; a string second (native: ``batch_size``);
+    ``dir_data=`` without ``split``; or a lone positional that is a path (``data/mnist``: it has a ``/``).
+    """
+    if args and "split" in kwargs:
+        return True
+    if len(args) >= 2:
+        return isinstance(args[1], str)
+    if not args:
+        return "dir_data" in kwargs and "split" not in kwargs
+    first = args[0]
+    return isinstance(first, os.PathLike) or (isinstance(first, str) and ("/" in first or os.sep in first))
+
+
 class Dataset(data.Dataset, abc.ABC):
     """A map-style dataset whose items are dicts of tensors (or numbers).
 
@@ -53,6 +115,11 @@ class Dataset(data.Dataset, abc.ABC):
 
     Set :attr:`sampler` (e.g. a ``DistributedSampler``) to replace shuffling;
     :meth:`set_epoch` forwards the epoch to it.
+
+    Constructor: ``Dataset(split, batch_size=64, nb_threads=0, shuffle=None,
+    pin_memory=False, drop_last=False, seed=0, dir_data=None)``, or the seed's
+    ``Dataset(dir_data, split='train', batch_size=4, shuffle=False,
+    pin_memory=False, nb_threads=4)`` (told apart by :func:`is_seed_call`).
     """
 
     #: Valid splits of a built-in dataset (empty: not checked).
@@ -60,17 +127,17 @@ class Dataset(data.Dataset, abc.ABC):
     #: Extra ``dataset.<key>`` options of a built-in -> its constructor argument.
     option_args: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(
-        self,
-        split: str,
-        batch_size: int = 64,
-        nb_threads: int = 0,
-        shuffle: bool | None = None,
-        pin_memory: bool = False,
-        drop_last: bool = False,
-        seed: int = 0,
-        dir_data: str | None = None,
-    ) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        bind = _seed_args if is_seed_call(args, kwargs) else _native_args
+        try:
+            inspect.signature(bind).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__}(): {exc}; expected {NATIVE_SIGNATURE} "
+                            f"or the seed's {SEED_SIGNATURE}") from None
+        self._init(**bind(*args, **kwargs))
+
+    def _init(self, split: str, batch_size: int, nb_threads: int, shuffle: bool | None, pin_memory: bool,
+              drop_last: bool, seed: int, dir_data: str | None) -> None:
         if self.splits:
             check_split(split, self.splits, "split", type(self).__name__)
         self.split = split

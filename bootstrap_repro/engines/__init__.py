@@ -10,7 +10,7 @@ from bootstrap_repro.engines._engine import (
     to_device,
 )
 from bootstrap_repro.engines._factory import factory, resolve_device
-from bootstrap_repro.engines._hooks import HOOKS
+from bootstrap_repro.engines._hooks import HOOKS, MODE_EVENTS, hook_names
 
 __all__ = [
     "Engine",
@@ -19,6 +19,8 @@ __all__ = [
     "StopRun",
     "Checkpointer",
     "HOOKS",
+    "MODE_EVENTS",
+    "hook_names",
     "checkpoint_names",
     "factory",
     "parse_saving_criteria",

@@ -1,9 +1,11 @@
 """Checkpoint files: ``ckpt_<name>_{engine,model,optimizer}.pth.tar``.
 
 The model and optimizer files hold plain ``state_dict``s, as in the seed; the
-engine file holds the epoch to start from, the best values, every RNG state and
-how many values the logger held, so that a resumed run continues bit-exactly
-(on CPU).  The three files of one save are replaced as one unit
+engine file holds ``engine.state_dict()`` (the seed's ``epoch`` and ``best_out``, and what
+a subclass adds), the epoch to start from, every RNG state and how many values the logger
+held, so that a resumed run continues bit-exactly (on CPU).  An engine file of the seed
+(no ``format`` key) holds the epoch it ended: a resume starts at the next one; its nested model
+state and plain optimizer state are mapped to ours (:mod:`bootstrap_repro.engines._seed_ckpt`).  The three files of one save are replaced as one unit
 (:func:`bootstrap_repro.fileio.commit_group`).
 """
 
@@ -11,16 +13,20 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bootstrap_repro.engines._distributed import unwrap
+from bootstrap_repro.engines._seed_ckpt import (is_seed_model_state, model_state_from_seed, optimizer_state_for,
+                                               seed_logs_lengths)
 from bootstrap_repro.errors import CheckpointError
-from bootstrap_repro.fileio import commit_group, recover_groups
+from bootstrap_repro.fileio import JOURNAL_SUFFIX, commit_group, recover_groups
 
 __all__ = ["Checkpointer", "rng_state", "set_rng_state", "checkpoint_names"]
 
@@ -104,25 +110,31 @@ class Checkpointer:
     def path(self, name: str, part: str) -> Path:
         return self.dir / f"ckpt_{name}_{part}.pth.tar"
 
-    def save(self, engine: Any, names: list[str]) -> None:
+    def save(self, engine: Any, names: list[str], *, model: Any = None, optimizer: Any = None,
+             resume_epoch: int | None = None) -> None:
         """Write ``ckpt_<name>_*`` for every name, atomically as one unit.
 
         The first name's files are serialised; the others (``best_*`` saved at
-        the same epoch as ``last``) are hard links to them.
+        the same epoch as ``last``) are hard links to them.  ``model`` and
+        ``optimizer`` default to the engine's; ``resume_epoch`` (the epoch a
+        resume starts at) to ``engine.state.epoch``.
         """
         self.wait()
+        model = engine.model if model is None else model
+        optimizer = engine.optimizer if optimizer is None else optimizer
         engine_state = {
+            **snapshot(engine.state_dict()),
             "format": FORMAT,
-            "epoch": engine.state.epoch,
+            "resume_epoch": engine.state.epoch if resume_epoch is None else int(resume_epoch),
             "best": dict(engine.state.best),
             "nb_nan_skipped": engine.state.nb_nan_skipped,
             "rng": rng_state(),
             "logs_lengths": engine.logger.lengths(),
             "grad_scaler": snapshot(engine.precision.state_dict()),
         }
-        objs = {"engine": engine_state, "model": snapshot(unwrap(engine.model).state_dict())}
-        if engine.optimizer is not None:
-            objs["optimizer"] = snapshot(engine.optimizer.state_dict())
+        objs = {"engine": engine_state, "model": snapshot(unwrap(model).state_dict())}
+        if optimizer is not None:
+            objs["optimizer"] = snapshot(optimizer.state_dict())
 
         def writer(obj: Any) -> Any:
             return lambda f: torch.save(obj, f)
@@ -155,8 +167,12 @@ class Checkpointer:
     def exists(self, name: str) -> bool:
         return self.path(name, "engine").exists() and self.path(name, "model").exists()
 
-    def load(self, engine: Any, name: str, *, restore_rng: bool = True) -> dict[str, Any]:
-        """Load ``ckpt_<name>_*`` into the engine's model, optimizer and state."""
+    def load(self, engine: Any, name: str, *, model: Any = None, optimizer: Any = None, map_location: Any = None,
+             restore_rng: bool = True) -> dict[str, Any]:
+        """Load ``ckpt_<name>_*`` into the model and optimizer (the engine's by default), then ``engine.load_state_dict``.
+
+        The engine receives the file's values with ``epoch`` set to the epoch to start from.
+        """
         recover_groups(self.dir)
         if not self.exists(name):
             have = ", ".join(checkpoint_names(self.dir)) or "none"
@@ -164,20 +180,31 @@ class Checkpointer:
                 f"exp.resume: no checkpoint '{name}' in {self.dir} (found: {have}); "
                 f"use --exp.resume last or best_<metric>, or start a new --exp.dir"
             )
-        device = engine.device
+        device = engine.device if map_location is None else map_location
+        model = engine.model if model is None else model
+        optimizer = engine.optimizer if optimizer is None else optimizer
+        state = self._engine_state(name)
+        target = unwrap(model)
+        model_state = self._model_state(name, target, device)
+        optimizer_state = None
+        if optimizer is not None and self.path(name, "optimizer").exists():
+            optimizer_state = optimizer_state_for(optimizer.state_dict(), self.read(name, "optimizer", device))
         try:
-            state = _load(self.path(name, "engine"), "cpu")
-            unwrap(engine.model).load_state_dict(_load(self.path(name, "model"), device))
-            if engine.optimizer is not None and self.path(name, "optimizer").exists():
-                engine.optimizer.load_state_dict(_load(self.path(name, "optimizer"), device))
+            target.load_state_dict(model_state)
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(
-                f"{self.path(name, 'model')}: does not match the model/optimizer built from the options "
-                f"({str(exc).splitlines()[0]}); resume with the options.yaml saved in the experiment"
-            ) from None
-        engine.state.epoch = int(state["epoch"])
-        engine.state.best = dict(state.get("best", {}))
-        engine.state.nb_nan_skipped = int(state.get("nb_nan_skipped", 0))
+            raise self._mismatch(name, "model", str(exc).splitlines()[0].rstrip(":")) from None
+        if optimizer_state is not None:
+            try:
+                optimizer.load_state_dict(optimizer_state)
+            except (RuntimeError, KeyError, ValueError) as exc:
+                raise self._mismatch(name, "optimizer", str(exc).splitlines()[0]) from None
+        if "format" not in state and "logs_lengths" not in state:  # the seed's: cut logs.json by its epochs
+            state["logs_lengths"] = seed_logs_lengths(getattr(engine.logger, "values", {}), int(state["epoch"]))
+        if "resume_epoch" in state:
+            start = int(state["resume_epoch"])
+        else:  # older files of ours hold the epoch to start from; the seed's (no format) the epoch it ended
+            start = int(state["epoch"]) + (0 if "format" in state else 1)
+        engine.load_state_dict({**state, "epoch": start})
         engine.state.resumed_from = name
         engine.precision.load_state_dict(state.get("grad_scaler"))
         if restore_rng and "rng" in state:
@@ -185,6 +212,138 @@ class Checkpointer:
         return state
 
 
+    # ------------------------------------------------------------------ reading, checked
+    def read(self, name: str, part: str, map_location: Any = "cpu") -> Any:
+        """The object in ``ckpt_<name>_<part>.pth.tar``; an unreadable file is one :class:`CheckpointError` line."""
+        path = self.path(name, part)
+        try:
+            return _load(path, map_location)
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: not found; resume another checkpoint "
+                                  f"(found: {', '.join(checkpoint_names(self.dir)) or 'none'})") from None
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure: one line naming the file
+            text = str(exc)
+            refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            if refused:
+                raise CheckpointError(
+                    f"{path}: holds a Python object of class {refused.group(1)}, not only tensors and plain "
+                    f"values; bootstrap-repro loads checkpoints with weights_only=True (no pickled code runs): "
+                    f"re-save it with tensors and plain values"
+                ) from None
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            first = lines[0] if lines else type(exc).__name__
+            if "Weights only load failed" in first:  # torch's preamble: the reason is further down
+                first = next((ln for ln in lines if ln.startswith("Unsupported")), "not a torch.save file")
+            raise CheckpointError(f"{path}: cannot be read as a checkpoint ({first}); it is damaged or not a "
+                                  f"torch.save file: resume another checkpoint, or restore this one") from None
+
+    def _engine_state(self, name: str) -> dict[str, Any]:
+        state = self.read(name, "engine")
+        epoch = state.get("resume_epoch", state.get("epoch")) if isinstance(state, Mapping) else None
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise CheckpointError(
+                f"{self.path(name, 'engine')}: not an engine checkpoint (expected a dict with an int 'epoch', "
+                f"got {type(state).__name__}{' without one' if isinstance(state, Mapping) else ''}); "
+                f"resume another checkpoint"
+            )
+        return dict(state)
+
+    def _model_state(self, name: str, target: Any, map_location: Any) -> Any:
+        """The model file's state, the seed's nested layout mapped to the flat one when ``target`` is flat."""
+        state = self.read(name, "model", map_location)
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"{self.path(name, 'model')}: not a model checkpoint (expected a state dict, "
+                                  f"got {type(state).__name__}); resume another checkpoint")
+        if is_seed_model_state(state) and not is_seed_model_state(target.state_dict()):
+            return model_state_from_seed(state)
+        return state
+
+    def _mismatch(self, name: str, part: str, detail: str) -> CheckpointError:
+        return CheckpointError(
+            f"{self.path(name, part)}: does not fit the {part} built from the options ({detail}); "
+            f"resume with the options (model, optimizer) and the network code it was saved with"
+        )
+
+    def verify(self, engine: Any, name: str, *, train: bool) -> None:
+        """Check, reading only, that ``ckpt_<name>_*`` loads into the engine's model (and optimizer when ``train``).
+
+        Called before anything is written for a run that resumes, so that a checkpoint that cannot
+        be used (unreadable, another network, another optimizer) is one error line and the dir is
+        left as it was.  A commit in flight (recovered later, under the run's lock) is not checked.
+        """
+        if (self.dir / f"ckpt{JOURNAL_SUFFIX}").exists() or not self.exists(name):
+            return
+        self._engine_state(name)
+        target = unwrap(engine.model)
+        want = target.state_dict()
+        if not is_seed_model_state(want):  # a model of its own layout: its load_state_dict decides
+            problem = _state_mismatch(want, self._model_state(name, target, "cpu"))
+            if problem:
+                raise self._mismatch(name, "model", problem)
+        optimizer = engine.optimizer
+        if train and optimizer is not None and self.path(name, "optimizer").exists():
+            want_opt = optimizer.state_dict()
+            problem = _groups_mismatch(want_opt, optimizer_state_for(want_opt, self.read(name, "optimizer")))
+            if problem:
+                raise self._mismatch(name, "optimizer", problem)
+
+
+def _state_mismatch(want: Mapping[str, Any], got: Mapping[str, Any]) -> str | None:
+    """What differs between two flat state dicts (missing, unexpected keys, shapes); None when they fit.
+
+    Unexpected criterion and metric keys are not counted: a model without a mode's criterion
+    (an eval-only run) skips them.
+    """
+    def shape(v: Any) -> Any:
+        return tuple(v.shape) if hasattr(v, "shape") else None
+
+    missing = [k for k in want if k not in got]
+    unexpected = [k for k in got if k not in want and not k.startswith(("criterion_", "metric_"))]
+    shapes = [f"{k} {list(shape(got[k]))} in the file, {list(shape(want[k]))} in the model"
+              for k in want if k in got and shape(want[k]) is not None and shape(got[k]) is not None
+              and shape(want[k]) != shape(got[k])]
+
+    def few(kind: str, items: list[str]) -> str:
+        more = f" and {len(items) - 2} more" if len(items) > 2 else ""
+        return f"{kind} {', '.join(items[:2])}{more}"
+
+    parts = [few(kind, items) for kind, items in (("missing", missing), ("unexpected", unexpected)) if items]
+    if shapes:
+        parts.append(f"shape of {shapes[0]}" + (f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""))
+    return "; ".join(parts) or None
+
+
+def _groups_mismatch(want: Mapping[str, Any], got: Any) -> str | None:
+    """Whether an optimizer state has the parameter groups of ``want`` (as torch's load_state_dict checks)."""
+    def groups(state: Any) -> Any:
+        inner = state.get("optimizer", state) if isinstance(state, Mapping) else None
+        return inner.get("param_groups") if isinstance(inner, Mapping) else None
+
+    mine, theirs = groups(want), groups(got)
+    if mine is None:
+        return None
+    if not isinstance(theirs, list):
+        return f"no parameter groups in the file (got {type(got).__name__})"
+    if len(mine) != len(theirs):
+        return f"{len(theirs)} parameter groups in the file, {len(mine)} in the optimizer"
+    for i, (a, b) in enumerate(zip(mine, theirs)):
+        if not isinstance(b, Mapping) or len(a.get("params", ())) != len(b.get("params", ())):
+            n = len(b.get("params", ())) if isinstance(b, Mapping) else "?"
+            return f"parameter group {i} has {n} parameters in the file, {len(a.get('params', ()))} in the optimizer"
+    return None
+
+
+def _numpy_scalars() -> list[Any]:
+    """numpy's scalar and dtype classes: data, safe to unpickle (a seed checkpoint's ``best_out`` may hold them)."""
+    try:
+        import numpy as np
+    except ImportError:  # numpy is optional
+        return []
+    core = getattr(np, "_core", None) or np.core
+    return [np.dtype, core.multiarray.scalar, *{type(np.dtype(c)) for c in "?bhilqBHILQefdgFDG"}]
+
+
 def _load(path: Path, map_location: Any) -> Any:
-    # weights_only: loading a checkpoint never runs pickled code.
-    return torch.load(path, map_location=map_location, weights_only=True)
+    # weights_only: loading a checkpoint never runs pickled code (numpy scalars are data).
+    with torch.serialization.safe_globals(_numpy_scalars()):
+        return torch.load(path, map_location=map_location, weights_only=True)

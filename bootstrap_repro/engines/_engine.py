@@ -9,6 +9,7 @@ Shared data lives on :attr:`Engine.state`, which hooks read.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -17,9 +18,11 @@ from typing import Any
 
 import torch
 
-from bootstrap_repro.engines._distributed import all_reduce_sum, dist_info, shard_dataset
+from bootstrap_repro.engines._distributed import all_reduce_sum, dist_info, shard_dataset, unwrap
 from bootstrap_repro.engines._hooks import adapt_hook, check_hook_name
 from bootstrap_repro.engines._precision import Determinism, Precision, deterministic_error
+from bootstrap_repro.engines._seed_api import SeedEngineAPI, never_logged
+from bootstrap_repro._metric_names import resolve
 from bootstrap_repro.errors import OptionsError
 
 __all__ = ["Engine", "EngineState", "SavingCriterion", "parse_saving_criteria", "StopRun"]
@@ -66,13 +69,14 @@ class EngineState:
     """What hooks can read: counters, the last batch output, the epoch metrics."""
 
     epoch: int = 0  #: current epoch (0-based); equals nb_epochs once training ended
-    mode: str = "train"  #: "train" or "eval"
+    mode: str = "train"  #: "train", "eval", or another mode (``eval_epoch(..., mode='val')``)
     batch: int = -1  #: index of the current batch in its epoch
     nb_batches: int = 0  #: batches in the current epoch (0 when unknown)
     out: dict[str, Any] | None = None  #: the last batch's model output
     batch_size: int = 0  #: size of the last batch
     train_metrics: dict[str, float] = field(default_factory=dict)  #: last train epoch means
     eval_metrics: dict[str, float] = field(default_factory=dict)  #: last eval epoch means
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  #: last epoch means of every mode
     best: dict[str, float] = field(default_factory=dict)  #: best value per saving criterion
     nb_nan_skipped: int = 0  #: optimizer steps skipped for a non-finite loss, whole run
     checkpoint: str | None = None  #: name of the checkpoint just saved ("last", "best_loss")
@@ -123,15 +127,37 @@ def loggable(out: Mapping[str, Any]) -> dict[str, Any]:
     return res
 
 
-class Engine:
+#: The per-batch events, fired from the batch loop.
+BATCH_EVENTS = ("start_batch", "forward", "backward", "update", "print", "end_batch")
+#: Batches per epoch with the seed's ``engine.debug: true`` (train, eval).
+DEBUG_BATCHES = (4, 12)
+
+
+class Engine(SeedEngineAPI):
     """Train/eval loop of the seed, with validated hooks and bit-exact resume.
 
     Collaborators (set by the factory or the caller): ``dataset`` (a dict
     ``{'train': ds, 'eval': ds}``), ``model``, ``optimizer``, ``view``,
-    ``logger`` and ``checkpointer`` (None: no checkpoint files).
+    ``logger`` and ``checkpointer`` (None: no checkpoint files).  ``Engine()``
+    with no argument, as in the seed, reads the current ``Options()`` and
+    ``Logger()`` and runs on the device they name (``engine.device``/``misc.cuda``).
+    A subclass that overrides :meth:`hook` sees every hook through it, the
+    per-batch ones included.
     """
 
-    def __init__(self, options: Any, logger: Any, device: torch.device | None = None) -> None:
+    def __init__(self, options: Any = None, logger: Any = None, device: torch.device | None = None) -> None:
+        if options is None:
+            from bootstrap_repro.engines._distributed import init_process_group
+            from bootstrap_repro.engines._factory import resolve_device
+            from bootstrap_repro.options import Options
+
+            options = Options.current()
+            if device is None:
+                device = init_process_group(dist_info(), resolve_device(options))
+        if logger is None:
+            from bootstrap_repro.logger import Logger
+
+            logger = Logger.current()
         self.options = options
         self.logger = logger
         eng = options["engine"]
@@ -145,6 +171,7 @@ class Engine:
         self.determinism = Determinism(bool(options.get("misc.deterministic", False)), self.device)
         self.compile: bool = bool(eng.get("compile", False))
         self.channels_last: bool = bool(eng.get("channels_last", False))
+        self.debug: bool = bool(eng.get("debug", False))  # the seed's: a few batches per epoch
         self.dist = dist_info()
         self.dataset: dict[str, Any] = {}
         self.model: Any = None
@@ -153,24 +180,33 @@ class Engine:
         self.checkpointer: Any = None
         self.progress: Callable[[Any, str, int], Any] | None = None
         self.state = EngineState()
-        self._hooks: dict[str, list[Callable[[Any], Any]]] = defaultdict(list)
+        #: The seed's ``engine.hooks``: ``{name: [callables taking no argument]}`` (the engine bound in).
+        self.hooks: dict[str, list[Callable[[], Any]]] = {}
         self._stop_now: str | None = None
 
     # ------------------------------------------------------------------ hooks
     def register_hook(self, name: str, func: Callable[..., Any]) -> None:
-        """Call ``func`` (taking no argument, or the engine) each time ``name`` fires."""
-        check_hook_name(name)
-        self._hooks[name].append(adapt_hook(func))
+        """Call ``func`` (taking no argument, or the engine) each time ``name`` fires.
+
+        ``name`` is one of :data:`~bootstrap_repro.engines.HOOKS`, or ``<mode>_on_<event>`` for
+        ``val``, ``test`` or a key of ``engine.dataset``; anything else raises :class:`HookError`.
+        """
+        check_hook_name(name, self.dataset if isinstance(self.dataset, Mapping) else ())
+        self.hooks.setdefault(name, []).append(adapt_hook(func, self))
 
     def hook(self, name: str) -> None:
         """Fire every function registered for ``name``."""
-        for fn in self._hooks.get(name, ()):
-            fn(self)
+        for fn in self.hooks.get(name, ()):
+            fn()
 
     @property
     def epoch(self) -> int:
-        """The seed's ``engine.epoch``."""
+        """The seed's ``engine.epoch``: ``state.epoch``, settable."""
         return self.state.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.state.epoch = int(value)
 
     @property
     def is_rank0(self) -> bool:
@@ -240,14 +276,9 @@ class Engine:
         metrics = self.state.eval_metrics if "eval" in self.dataset else self.state.train_metrics
         to_save = []
         for crit in self.saving_criteria:
-            if crit.name not in metrics:
-                mode = "eval_epoch" if "eval" in self.dataset else "train_epoch"
-                raise OptionsError(
-                    f"engine.saving_criteria: {crit.name!r} is never logged ({mode} has: "
-                    f"{', '.join(sorted(metrics)) or 'nothing'}); use one of those names"
-                )
-            if crit.better(metrics[crit.name], self.state.best.get(crit.name)):
-                self.state.best[crit.name] = metrics[crit.name]
+            if resolve(crit.name, metrics) is None and "." not in crit.name:  # a dotted name is read from the logger
+                raise never_logged(crit.name, metrics, "eval_epoch" if "eval" in self.dataset else "train_epoch")
+            if self.is_best(metrics, f"{crit.name}:{crit.mode}"):
                 to_save.append(f"best_{crit.name}")
         self.state.epoch += 1  # a checkpoint holds the epoch to start from
         if self.dist.enabled:  # rank 0's decision (e.g. a sweep's pruning) holds for every rank
@@ -275,16 +306,18 @@ class Engine:
             finite = all_reduce_sum(finite.to(torch.float32)) == self.dist.world_size
         return bool(finite)
 
-    def _loop(self, mode: str, model: Any, dataset: Any, optimizer: Any, epoch: int) -> dict[str, float]:
+    def _loop(self, mode: str, train: bool, model: Any, dataset: Any, optimizer: Any, epoch: int,
+              flush: bool = True) -> dict[str, float]:
         try:
-            return self._run_loop(mode, model, dataset, optimizer, epoch)
+            return self._run_loop(mode, train, model, dataset, optimizer, epoch, flush)
         except RuntimeError as exc:
             error = deterministic_error(exc, self.device)
             if error is None:
                 raise
             raise error from None
 
-    def _run_loop(self, mode: str, model: Any, dataset: Any, optimizer: Any, epoch: int) -> dict[str, float]:
+    def _run_loop(self, mode: str, train: bool, model: Any, dataset: Any, optimizer: Any, epoch: int,
+                  flush: bool) -> dict[str, float]:
         st = self.state
         st.mode, st.batch = mode, -1
         if hasattr(dataset, "set_epoch"):
@@ -294,8 +327,16 @@ class Engine:
             st.nb_batches = len(loader)
         except TypeError:
             st.nb_batches = 0
-        train = mode == "train"
+        batches: Any = loader
+        if self.debug:
+            batches = itertools.islice(loader, DEBUG_BATCHES[0] if train else DEBUG_BATCHES[1])
+            st.nb_batches = min(st.nb_batches, DEBUG_BATCHES[0] if train else DEBUG_BATCHES[1])
         model.train(train)
+        if mode not in ("train", "eval"):  # a mode of its own: the model's criterion and metric of that mode
+            inner = unwrap(model)
+            parts = [getattr(inner, "criterions", None), getattr(inner, "metrics", None)]
+            if any(isinstance(p, Mapping) and mode in p for p in parts):
+                inner.mode = mode
         self.logger(f"{'Training' if train else 'Evaluating'} model on {getattr(dataset, 'split', mode)} set for epoch {epoch}",
                     level="DEBUG")
         self.hook(f"{mode}_on_start_epoch")
@@ -303,12 +344,17 @@ class Engine:
         sizes: list[int] = []
         pin = self.device.type == "cuda"
         on_cpu = self.device.type == "cpu"
-        bar = self.progress(loader, mode, epoch) if self.progress else None
+        bar = self.progress(batches, mode, epoch) if self.progress else None
         nan_skipped = 0
         # The hot path: per batch, only what the loop needs.  The hook lists are the live lists of
-        # self._hooks (a hook registered during the epoch still fires); an empty one costs nothing.
-        hs_start, hs_forward, hs_backward, hs_update, hs_print, hs_end = (
-            self._hooks[f"{mode}_on_{e}"] for e in ("start_batch", "forward", "backward", "update", "print", "end_batch"))
+        # self.hooks (a hook registered during the epoch still fires); an empty one costs nothing.
+        # A subclass's hook() override gets every per-batch hook instead (one partial per list).
+        names = [f"{mode}_on_{e}" for e in BATCH_EVENTS]
+        if type(self).hook is not Engine.hook:
+            lists = [[functools.partial(self.hook, name)] for name in names]
+        else:
+            lists = [self.hooks.setdefault(name, []) for name in names]
+        hs_start, hs_forward, hs_backward, hs_update, hs_print, hs_end = lists
         log_value, prefix = self.logger.log_value, f"{mode}_batch."
         slots: dict[str, tuple[list[Any], str]] = {}  # output key -> (its values, its logged name)
         precision, print_freq = self.precision, self.print_freq
@@ -321,14 +367,14 @@ class Engine:
         nan_check_on_host = nan_check and on_cpu and not self.dist.enabled  # see _finite
         isfinite = math.isfinite
         with torch.set_grad_enabled(train):
-            for i, batch in enumerate(bar if bar is not None else loader):
+            for i, batch in enumerate(bar if bar is not None else batches):
                 if self._stop_now is not None:
                     raise StopRun(self._stop_now)
                 st.batch = i
                 if not on_cpu:
                     batch = to_device(batch, self.device, non_blocking=pin)
                 for fn in hs_start:
-                    fn(self)
+                    fn()
                 if train:
                     optimizer.zero_grad()
                 if amp is not None:
@@ -338,7 +384,7 @@ class Engine:
                     out = model(batch)
                 st.out, st.batch_size = out, _batch_size(batch)
                 for fn in hs_forward:
-                    fn(self)
+                    fn()
                 if train:
                     loss = out["loss"]
                     if nan_check and not (isfinite(loss.item()) if nan_check_on_host else self._finite(loss)):
@@ -347,10 +393,10 @@ class Engine:
                     else:
                         backward(loss)
                         for fn in hs_backward:
-                            fn(self)
+                            fn()
                         step()
                         for fn in hs_update:
-                            fn(self)
+                            fn()
                 for k, v in out.items():  # the rule of loggable(), inlined: no dict per batch
                     if isinstance(v, torch.Tensor):
                         if v.dim():
@@ -371,9 +417,9 @@ class Engine:
                     if bar is not None and "loss" in out:
                         bar.set_postfix(loss=f"{float(out['loss'].detach()):.4f}", refresh=False)
                     for fn in hs_print:
-                        fn(self)
+                        fn()
                 for fn in hs_end:
-                    fn(self)
+                    fn()
         if bar is not None and hasattr(bar, "close"):
             bar.close()
         means = self._epoch_means(values, sizes)
@@ -386,22 +432,31 @@ class Engine:
                 self.logger.log_value("train_epoch.nb_nan_skipped", nan_skipped)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in means.items())
         self.logger(f"{mode} epoch {epoch} ({epoch + 1}/{self.nb_epochs}): {shown}")
-        if train:
+        st.metrics[mode] = means
+        if mode == "train":
             st.train_metrics = means
-        else:
+        elif mode == "eval":
             st.eval_metrics = means
         self.hook(f"{mode}_on_end_epoch")
-        self.logger.flush()
+        if flush:
+            self.logger.flush()
         self.hook(f"{mode}_on_flush")
         return means
 
     def train_epoch(self, model: Any, dataset: Any, optimizer: Any, epoch: int, mode: str = "train") -> dict[str, float]:
-        """One training epoch; returns the batch-size-weighted means of the outputs."""
-        return self._loop(mode, model, dataset, optimizer, epoch)
+        """One training epoch; returns the batch-size-weighted means of the outputs.
 
-    def eval_epoch(self, model: Any, dataset: Any, epoch: int, mode: str = "eval") -> dict[str, float]:
-        """One evaluation epoch (no gradients); returns the weighted means."""
-        return self._loop(mode, model, dataset, None, epoch)
+        Its hooks are ``<mode>_on_*``; another ``mode`` than ``train`` logs ``<mode>_batch.*``.
+        """
+        return self._loop(mode, True, model, dataset, optimizer, epoch)
+
+    def eval_epoch(self, model: Any, dataset: Any, epoch: int, mode: str = "eval", logs_json: bool = True) -> dict[str, float]:
+        """One evaluation epoch (no gradients); returns the weighted means.
+
+        ``mode='val'`` (any name) fires ``val_on_*`` and logs ``val_epoch.*``; ``logs_json=False``
+        does not write ``logs.json`` at its end (the seed's argument).
+        """
+        return self._loop(mode, False, model, dataset, None, epoch, logs_json)
 
     def _epoch_means(self, values: Mapping[str, list[Any]], sizes: list[int]) -> dict[str, float]:
         """Batch-size-weighted means over all ranks, with one host transfer per key."""
@@ -437,5 +492,5 @@ class Engine:
         return torch.stack([torch.as_tensor(x, device=self.device).detach().reshape(()).to(torch.float64) for x in vals])
 
     def __repr__(self) -> str:
-        return f"Engine(epoch={self.state.epoch}/{self.nb_epochs}, device={self.device}, hooks={sum(map(len, self._hooks.values()))})"
+        return f"Engine(epoch={self.state.epoch}/{self.nb_epochs}, device={self.device}, hooks={sum(map(len, self.hooks.values()))})"
 

@@ -34,9 +34,11 @@ def resolve_device(options: Any) -> torch.device:
         raise OptionsError(f"engine.device: expected auto, cpu, cuda or cuda:N, got {want!r}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
+            key, fix = ("misc.cuda", "--misc.cuda false") if cuda_flag is True and str(
+                options.get("engine.device", "auto") or "auto") == "auto" else ("engine.device", "--engine.device cpu")
             raise OptionsError(
-                f"engine.device: {want!r} asked but torch sees no GPU (torch {torch.__version__}, "
-                f"CUDA build {torch.version.cuda or 'none'}); use --engine.device cpu"
+                f"{key}: {want!r} asked but torch sees no GPU (torch {torch.__version__}, "
+                f"CUDA build {torch.version.cuda or 'none'}); use {fix}"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise OptionsError(f"engine.device: {want!r} asked but torch sees {torch.cuda.device_count()} GPU(s)")

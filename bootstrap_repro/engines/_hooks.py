@@ -3,17 +3,21 @@
 The seed's names are kept; the ones it lacked are added: ``train_on_end``,
 ``eval_on_start`` / ``eval_on_end`` (eval-only runs), ``engine_on_resume``,
 ``engine_on_checkpoint``, ``engine_on_end_epoch`` and ``engine_on_exception``.
+Other modes (``engine.eval_epoch(..., mode='val')``, a dataset split ``'test'``)
+fire ``<mode>_on_<event>``: those names are valid for ``val``, ``test`` and the
+engine's dataset keys; any other name is a typo and raises.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bootstrap_repro.errors import HookError, did_you_mean
 
-__all__ = ["HOOKS", "check_hook_name", "adapt_hook"]
+__all__ = ["HOOKS", "MODE_EVENTS", "hook_names", "check_hook_name", "adapt_hook"]
 
 TRAIN_HOOKS = (
     "train_on_start",
@@ -49,24 +53,40 @@ ENGINE_HOOKS = (
 HOOKS: tuple[str, ...] = TRAIN_HOOKS + EVAL_HOOKS + ENGINE_HOOKS
 
 
-def check_hook_name(name: str) -> None:
-    """Raise :class:`HookError` for a name that no code would ever fire."""
-    if name not in HOOKS:
+#: The events of a mode other than train/eval: ``<mode>_on_<event>``.
+MODE_EVENTS = (
+    "start", "start_epoch", "start_batch", "forward", "backward", "update", "print", "end_batch",
+    "end_epoch", "flush", "end",
+)
+#: Split names whose hooks are always valid, besides the engine's dataset keys.
+OTHER_MODES = ("val", "test")
+
+
+def hook_names(modes: Iterable[str] = ()) -> tuple[str, ...]:
+    """Every valid name: :data:`HOOKS`, then ``<mode>_on_<event>`` for ``val``, ``test`` and ``modes``."""
+    others = [m for m in dict.fromkeys((*OTHER_MODES, *modes)) if m not in ("train", "eval", "engine")]
+    return HOOKS + tuple(f"{mode}_on_{event}" for mode in others for event in MODE_EVENTS)
+
+
+def check_hook_name(name: str, modes: Iterable[str] = ()) -> None:
+    """Raise :class:`HookError` for a name that no code would ever fire (``modes``: the engine's other modes)."""
+    if name in HOOKS:
+        return
+    valid = hook_names(modes)
+    if name not in valid:
         raise HookError(
-            f"unknown hook {name!r}{did_you_mean(name, HOOKS)} "
+            f"unknown hook {name!r}{did_you_mean(name, valid)} "
             f"(valid: bootstrap_repro.engines.HOOKS, e.g. train_on_end_epoch, eval_on_end_epoch)"
         )
 
 
-def adapt_hook(fn: Callable[..., Any]) -> Callable[[Any], Any]:
-    """Return a callable taking the engine: the seed's hooks take no argument."""
+def adapt_hook(fn: Callable[..., Any], engine: Any) -> Callable[[], Any]:
+    """``fn`` as a callable taking no argument: the seed's hooks take none, the others get ``engine``."""
     try:
         params = [
             p for p in inspect.signature(fn).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) and p.default is p.empty
         ]
     except (TypeError, ValueError):  # builtins without a signature
-        return lambda engine: fn(engine)
-    if params:
-        return fn
-    return lambda engine: fn()
+        return functools.partial(fn, engine)
+    return functools.partial(fn, engine) if params else fn

@@ -2,12 +2,14 @@
 
 ``optimizer.name`` (sgd, adam, adamw) takes the torch optimizer's arguments
 (``lr``, ``momentum``, ``weight_decay``, ``betas``...) plus ``grad_clip``
-(max gradient norm; null or 0: off) and ``lr_scheduler: {name: step|cosine, ...}``.
+(max gradient norm; null or 0: off) and ``lr_scheduler: {name: step|cosine, ...}``, where
+``name`` may also be any ``torch.optim.lr_scheduler`` class name (``StepLR``, ``MultiStepLR``...).
 ``optimizer.import`` names a module whose ``factory(model, engine)`` builds it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 
 from bootstrap_repro import plugins
-from bootstrap_repro.errors import OptionsError
+from bootstrap_repro.errors import OptionsError, did_you_mean
 from bootstrap_repro.optimizers._optimizer import Optimizer
 from bootstrap_repro.options import Options
 
@@ -32,7 +34,40 @@ LR_SCHEDULERS: dict[str, Callable[..., Any]] = {
     "step": torch.optim.lr_scheduler.StepLR,
     "cosine": torch.optim.lr_scheduler.CosineAnnealingLR,
 }
+#: Schedulers stepped with a value (``step(metrics)``): the per-epoch ``step()`` cannot drive them.
+NEEDS_A_VALUE = ("ReduceLROnPlateau",)
+#: Schedulers made of other schedulers.
+COMPOSITE = ("ChainedScheduler", "SequentialLR")
 _OWN_KEYS = ("name", "import", "grad_clip", "lr_scheduler")
+
+
+def torch_schedulers() -> dict[str, Callable[..., Any]]:
+    """The classes of ``torch.optim.lr_scheduler`` by name (``StepLR``, ``CosineAnnealingLR``...)."""
+    module = torch.optim.lr_scheduler
+    base = getattr(module, "LRScheduler", module._LRScheduler)
+    return {name: cls for name, cls in vars(module).items()
+            if isinstance(cls, type) and not name.startswith("_") and name != base.__name__
+            and (issubclass(cls, base) or name in NEEDS_A_VALUE)}
+
+
+def _scheduler_class(name: Any, key: str) -> Callable[..., Any]:
+    """A native name (``step``) or a ``torch.optim.lr_scheduler`` class name (``StepLR``)."""
+    if name in LR_SCHEDULERS:
+        return LR_SCHEDULERS[name]
+    classes = torch_schedulers() if isinstance(name, str) else {}
+    if name in NEEDS_A_VALUE:
+        raise OptionsError(f"{key}: {name} steps on a metric value, which the per-epoch scheduler step does not "
+                           f"pass; use e.g. StepLR, or step it in a hook (optimizer.import)")
+    if name in COMPOSITE:
+        raise OptionsError(f"{key}: {name} combines other schedulers, which options cannot build; "
+                           f"build the optimizer in a module and set optimizer.import")
+    if name in classes:
+        return classes[name]
+    hint = did_you_mean(name, [*LR_SCHEDULERS, *classes]) if isinstance(name, str) else ""
+    raise OptionsError(
+        f"{key}: unknown name {name!r}{hint} (valid: "
+        f"{', '.join(sorted(LR_SCHEDULERS))}, or a torch.optim.lr_scheduler class name such as StepLR)"
+    )
 _TUPLES = ("betas",)
 
 
@@ -49,14 +84,23 @@ def _scheduler(sopt: Any, optimizer: torch.optim.Optimizer, options: Options) ->
     if not isinstance(sopt, Mapping):
         raise OptionsError(f"{key}: expected a mapping like {{name: step, step_size: 10}}, got {sopt!r}")
     name = sopt.get("name")
-    cls = plugins.resolve(LR_SCHEDULERS, name, f"{key}.name")
-    kwargs = _kwargs(cls, sopt, key, f"lr_scheduler '{name}'")
-    if name == "step" and "step_size" not in kwargs:
+    cls = _scheduler_class(name, f"{key}.name")
+    last_epoch = sopt.get("last_epoch", -1)
+    if last_epoch != -1:  # the seed's argument; a resumed run restores the scheduler from its checkpoint
+        raise OptionsError(f"{key}.last_epoch: only -1 (a new schedule) is supported, got {last_epoch!r}; "
+                           f"resume a run with --exp.resume to continue its schedule")
+    kwargs = _kwargs(cls, {k: v for k, v in sopt.items() if k != "last_epoch"}, key, f"lr_scheduler '{name}'")
+    if cls is torch.optim.lr_scheduler.StepLR and "step_size" not in kwargs:
         raise OptionsError(
             f"{key}.step_size: missing; the step scheduler needs it (epochs between decays), e.g. step_size: 10"
         )
-    if name == "cosine" and kwargs.get("T_max") is None:
+    if cls is torch.optim.lr_scheduler.CosineAnnealingLR and kwargs.get("T_max") is None:
         kwargs["T_max"] = options.get("engine.nb_epochs", 1)
+    required = [p.name for p in list(inspect.signature(cls).parameters.values())[1:]
+                if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in kwargs]
+    if required:
+        raise OptionsError(f"{key}.{required[0]}: missing; lr_scheduler '{name}' needs it "
+                           f"(required: {', '.join(required)})")
     return plugins.build(cls, key, f"lr_scheduler '{name}'", optimizer, **kwargs)
 
 

@@ -141,11 +141,14 @@ def compare_outputs(original_dir: Path, rerun_dir: Path, ignore: Sequence[str] =
 
     The divergence reported is the first of: the logs files in name order (each by :func:`compare_logs`),
     then the checkpoints, ``ckpt_last_*`` first then the others in name order, tensors in state-dict order.
+    The logs of checkpoint evaluations (``logs_eval_<split>.json``, ``logs_eval.json`` of older dirs) are
+    compared when the rerun has them too: a rerun replays the training, not the evaluations made after it.
     """
     original_dir, rerun_dir = Path(original_dir), Path(rerun_dir)
     values = 0
     first: str | None = None  # the divergence reported
-    logs = _names(original_dir, rerun_dir, "logs*.json")
+    logs = [n for n in _names(original_dir, rerun_dir, "logs*.json")
+            if not n.startswith("logs_eval") or (rerun_dir / n).is_file()]
     for name in logs:
         a, b = original_dir / name, rerun_dir / name
         if not (a.is_file() and b.is_file()):

@@ -11,7 +11,7 @@ plotly's Python API.
 """
 
 from bootstrap_repro.views._base import END_HOOKS, FLUSH_HOOKS, BaseView, MultiView, engine_logs
-from bootstrap_repro.views._factory import factory, make_view, rebuild
+from bootstrap_repro.views._factory import check_logged, factory, make_view, rebuild
 from bootstrap_repro.views._items import (
     DEFAULT_LOG,
     VIEW_NAMES,
@@ -25,6 +25,7 @@ from bootstrap_repro.views._items import (
     parse_view_option,
     read_log,
     series,
+    unlogged,
 )
 from bootstrap_repro.views._plotly import (
     NO_DATA,
@@ -68,6 +69,8 @@ __all__ = [
     "read_log",
     "load_logs",
     "series",
+    "unlogged",
+    "check_logged",
     "SubplotSpec",
     "TraceSpec",
     "NO_DATA",

@@ -9,10 +9,11 @@ from typing import Any
 
 from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.views._base import BaseView, Logs, MultiView
-from bootstrap_repro.views._items import DEFAULT_LOG, ViewSpec, check_log, parse_view_option
+from bootstrap_repro.views._items import (DEFAULT_LOG, ViewSpec, check_log, panels_and_logs, parse_view_option,
+                                          unlogged, unlogged_note)
 from bootstrap_repro.views._plotly import View
 
-__all__ = ["factory", "rebuild", "make_view"]
+__all__ = ["factory", "rebuild", "make_view", "check_logged"]
 
 
 def _get(opt: Any, key: str, default: Any = None) -> Any:
@@ -112,7 +113,8 @@ def rebuild(exp_dir: str | os.PathLike[str], warn: Callable[[str], None] | None 
     json logs; with no view items, one subplot per epoch metric of ``logs.json``.
     Tensorboard and ``import:`` views are left alone.  With ``warn`` (``bootstrap-repro view``),
     the logs files are checked first (:func:`check_log`): a damaged one raises
-    :class:`OptionsError` before any page is written, odd values go to ``warn``.
+    :class:`OptionsError` before any page is written, odd values go to ``warn``, and so
+    does one line naming the view items never logged (:func:`check_logged`).
     """
     exp_dir = Path(exp_dir)
     opt_path = exp_dir / "options.yaml"
@@ -136,4 +138,27 @@ def rebuild(exp_dir: str | os.PathLike[str], warn: Callable[[str], None] | None 
             if (exp_dir / f"{name}.json").is_file():
                 for note in check_log(exp_dir / f"{name}.json"):
                     warn(note)
-    return [View(exp_dir, s.panels, s.file_name).build() for s in specs]
+    pages = [View(exp_dir, s.panels, s.file_name).build() for s in specs]
+    note = _unlogged(exp_dir, specs) if warn is not None else None
+    if note is not None and warn is not None:
+        warn(note)
+    return pages
+
+
+def _unlogged(exp_dir: str | os.PathLike[str], specs: list[ViewSpec], logs: Logs | None = None) -> str | None:
+    panels = [p for s in specs if s.module is None for p in s.panels or ()]
+    if not panels:
+        return None
+    _, data = panels_and_logs(Path(exp_dir), panels, logs)
+    missing = unlogged(panels, data)
+    return unlogged_note(missing, data) if missing else None
+
+
+def check_logged(exp_dir: str | os.PathLike[str], opt: Any, logs: Logs | None = None) -> str | None:
+    """One warning line naming the items of ``opt``'s ``view`` that the logs never hold; None when all are.
+
+    Either metric spelling counts (``accuracy_top1``, ``acctop1``).  ``logs`` holds values
+    in memory (the engine logger's); the other logs are read from ``exp_dir``.  Call it when
+    the run has ended: before, a key may simply not be logged yet.
+    """
+    return _unlogged(exp_dir, parse_view_option(_view_option(opt)), logs)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bootstrap_repro._metric_names import resolve
 from bootstrap_repro.errors import OptionsError, did_you_mean
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "check_log",
     "load_logs",
     "series",
+    "unlogged",
+    "unlogged_note",
 ]
 
 #: Built-in view names.
@@ -298,9 +301,11 @@ def series(logs: Mapping[str, Mapping[str, Any]], item: Item) -> tuple[Sequence[
 
     For ``<split>_epoch.<name>`` the x values are ``<split>_epoch.epoch`` of the
     same log when it has the same length; otherwise (and for batch keys) the index.
+    Either spelling of a metric draws it (``accuracy_top1`` or ``acctop1``, see
+    :mod:`bootstrap_repro._metric_names`).
     """
     values = logs.get(item.log, {})
-    y = values.get(item.key)
+    y = values.get(resolve(item.key, values) or item.key)
     if not isinstance(y, list):
         return None, []
     if item.is_epoch and not item.key.endswith(".epoch"):
@@ -321,3 +326,25 @@ def panels_and_logs(exp_dir: Any, panels: list[Panel] | None, logs: Any = None) 
         return default_items(data, names), data
     names = list(dict.fromkeys(i.log for p in panels for i in p.items))
     return panels, load_logs(exp_dir, names, logs)
+
+
+def unlogged(panels: Sequence[Panel], logs: Mapping[str, Mapping[str, Any]]) -> list[Item]:
+    """The items of ``panels`` whose log holds no such key (under either metric spelling): empty curves."""
+    return [i for i in dict.fromkeys(i for p in panels for i in p.items)
+            if resolve(i.key, logs.get(i.log) or {}) is None]
+
+
+def unlogged_note(items: Sequence[Item], logs: Mapping[str, Mapping[str, Any]], limit: int = 3) -> str:
+    """One line naming the ``items`` never logged (the first ``limit``), and what to write instead."""
+    parts = []
+    for item in items[:limit]:
+        have = logs.get(item.log) or {}
+        head, dot, name = item.key.rpartition(".")
+        siblings = [k[len(head + dot):] for k in have  # the values logged beside it (eval_epoch.*), not its counter
+                    if k.rpartition(".")[0] == head and not k.endswith(".epoch")]
+        why = (f"{item.log}.json has no such key{did_you_mean(name, siblings, head + dot)}" if have
+               else f"no {item.log}.json or it is empty")
+        parts.append(f"{item} ({why})")
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return (f"view: {len(items)} item{'s' if len(items) != 1 else ''} never logged, no curve drawn: "
+            f"{', '.join(parts)}{more}; fix the view option")

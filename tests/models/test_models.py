@@ -210,7 +210,8 @@ def test_factory_builds_the_default_model():
     engine = make_engine(DIGITS_MODEL)
     model = models.factory(engine)
     assert type(model) is Model and isinstance(model.network, MLP)
-    assert isinstance(model.criterions["train"], NLLLoss) and model.criterions["eval"] is model.criterions["train"]
+    # one instance per mode, as the seed's factories built them
+    assert isinstance(model.criterions["train"], NLLLoss) and model.criterions["eval"] is not model.criterions["train"]
     assert model.metrics["eval"].topk == [1, 5]
     assert model.network.input_dim == 64 and model.network.nb_classes == 10
     out = model.train()(digits_batch())

@@ -109,7 +109,7 @@ def test_factory_errors():
          "optimizer.grad_clip: expected a max gradient norm >= 0 or null (off), got -1"),
         ({"name": "sgd", "lr": 0.1, "lr_scheduler": {"name": "steps"}},
          "optimizer.lr_scheduler.name: unknown name 'steps'; did you mean step? "
-         "(valid: cosine, step; or set optimizer.lr_scheduler.import to a module with a factory)"),
+         "(valid: cosine, step, or a torch.optim.lr_scheduler class name such as StepLR)"),
         ({"name": "sgd", "lr": 0.1, "lr_scheduler": {"name": "step"}},
          "optimizer.lr_scheduler.step_size: missing; the step scheduler needs it (epochs between decays), "
          "e.g. step_size: 10"),

@@ -121,10 +121,10 @@ def test_base_images_resolve_args_and_skip_stages():
 
 def test_project_context_is_exactly_what_the_image_installs():
     ctx = BuildContext.collect(REPO / "Dockerfile")
-    assert {"Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "docker/install_deps.py",
+    assert {"Dockerfile", ".dockerignore", "pyproject.toml", "setup.py", "README.md", "docker/install_deps.py",
             "docker/entrypoint.sh", "bootstrap_repro/__init__.py", "bootstrap_repro/views/template.html"} <= set(ctx.files)
     outside = [f for f in ctx.files if f.split("/")[0] not in
-               {"Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "docker", "bootstrap_repro"}]
+               {"Dockerfile", ".dockerignore", "pyproject.toml", "setup.py", "README.md", "docker", "bootstrap_repro"}]
     assert outside == []
     assert not [f for f in ctx.files if "__pycache__" in f or f.endswith(".pyc")]
     assert "docker/standin.py" not in ctx.files  # test tooling does not change the image

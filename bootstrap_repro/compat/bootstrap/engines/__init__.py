@@ -1,0 +1,5 @@
+"""``bootstrap.engines``: ``factory``, ``engine`` (``Engine``), ``logger`` (``LoggerEngine``)."""
+
+from .factory import factory
+
+__all__ = ["factory"]

@@ -1,0 +1,1 @@
+"""``bootstrap.lib``: ``options``, ``logger`` and ``utils``."""

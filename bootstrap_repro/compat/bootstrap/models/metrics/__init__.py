@@ -1,0 +1,1 @@
+"""``bootstrap.models.metrics``: ``factory``."""

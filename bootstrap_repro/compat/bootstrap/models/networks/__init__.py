@@ -1,0 +1,1 @@
+"""``bootstrap.models.networks``: ``factory`` and ``data_parallel``."""
