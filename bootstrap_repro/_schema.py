@@ -104,6 +104,7 @@ class Engine(_Section):
     import_: Name | None = Field(None, alias="import")
     nb_epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 1
     print_freq: NonNegInt = 10
+    log_batches: bool = False
     saving_criteria: Annotated[list[str], AfterValidator(_criteria)] = []
     device: Name = "auto"
     nan_check: bool = True
@@ -278,7 +279,7 @@ def _check_imports(node: Any, prefix: str) -> None:
         return
     for k, v in node.items():
         key = f"{prefix}.{k}" if prefix else str(k)
-        if k == "import" and v is not None and not is_module_name(v):
+        if k == "import" and v not in (None, "") and not is_module_name(v):  # '' or null: no import
             raise OptionsError(f"{key}: expected an absolute module name like 'my.pkg.module' (no leading dot, "
                                f"no path), got {_shown(v)}")
         _check_imports(v, key)
