@@ -26,6 +26,8 @@ __all__ = ["main"]
 
 SWEEP_USAGE = "bootstrap-repro sweep SWEEP.yaml [--n-trials N] [--jobs N] [--storage URL] [--key.path VALUE ...]"
 RUN_USAGE = "bootstrap-repro run -o OPTIONS.yaml [--key.path VALUE ...] [--no-cache] [--nproc-per-node N] [-h]"
+COMPARE_USAGE = ("bootstrap-repro compare EXP_DIR [EXP_DIR ...] [-m [LOG:]KEY:min|max ...] [-b [LOG:]KEY:min|max] "
+                 "[-n N]")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     r = sub.add_parser("run", add_help=False, usage=RUN_USAGE,
                        help="run (or resume) an experiment from an options file")
-    r.add_argument("-o", "--options", dest="path_opts")
+    r.add_argument("-o", "--options", "--path_opts", dest="path_opts")  # --path_opts: the seed's spelling
     r.add_argument("-h", "--help", action="store_true")
     r.add_argument("--no-cache", action="store_true")
     rr = sub.add_parser("rerun", help="run an experiment again from its record (recorded code, options, seed)",
@@ -82,10 +84,31 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--storage", help="postgresql://user:password@host/db (overrides sweep.storage)")
     v = sub.add_parser("view", help="rebuild an experiment's view.html (or a sweep dir's report)")
     v.add_argument("exp_dir")
-    c = sub.add_parser("compare", help="rank experiments by their best epoch")
-    c.add_argument("exp_dirs", nargs="+", metavar="EXP_DIR")
-    c.add_argument("-m", "--metric", action="append", default=None,
-                   help="KEY:min|max, e.g. eval_epoch.acctop1:max (repeatable; default: acctop1:max and loss:min)")
+    c = sub.add_parser("compare", help="rank experiments by their best epoch", usage=COMPARE_USAGE,
+                       description="Rank experiments by the best value of each metric. The seed's arguments work "
+                                   "too: -d DIR [DIR ...] (NAME:DIR names a row), -m JSON KEY min|max, "
+                                   "-b JSON KEY min|max, -n N.")
+    c.add_argument("exp_dirs", nargs="*", metavar="EXP_DIR")
+    c.add_argument("-d", "--dir_logs", nargs="+", action="extend", default=[], metavar="DIR",
+                   help="experiment dirs, as the seed's compare took them (NAME:DIR names the row)")
+    c.add_argument("-m", "--metric", "--metrics", action="append", default=None, metavar="[LOG:]KEY:min|max",
+                   help="e.g. eval_epoch.acctop1:max (repeatable; default: acctop1:max and loss:min); LOG is the "
+                        "logs file (logs_eval_val for <exp.dir>/logs_eval_val.json), logs by default; the seed's "
+                        "form -m logs eval_epoch.accuracy_top1 max works too")
+    c.add_argument("-b", "--best", metavar="[LOG:]KEY:min|max",
+                   help="report every metric at the epoch where KEY is best (the seed's -b), not at its own best")
+    c.add_argument("-n", "--nb_epochs", metavar="N", help="look at the first N epochs only (-1: all)")
+    n = sub.add_parser("new", help="write a new project (dataset, network, criterion, metric, options) that runs at once",
+                       description="Write <DIR>/<name>.bootstrap.pytorch/: a project on bootstrap-repro's API, "
+                                   "made like bootstrap.pytorch's `new` (bootstrap.new writes the seed-API one).")
+    n.add_argument("name", metavar="NAME", help="the project's name, a Python identifier (e.g. MyProject)")
+    n.add_argument("--dir", default=".", metavar="DIR", help="where to write it (default: the current dir)")
+    mg = sub.add_parser("migrate", help="rewrite a bootstrap.pytorch project to bootstrap-repro's API (prints a diff)",
+                        description="Rewrite the `bootstrap.*` imports that have a bootstrap-repro equivalent and the "
+                                    "seed's option and metric names in options files; print a unified diff, "
+                                    "and the notes on what was left as it was. --write applies it.")
+    mg.add_argument("path", metavar="PATH", help="the project dir (or one .py / .yaml file)")
+    mg.add_argument("--write", action="store_true", help="apply the changes (each file replaced atomically)")
     return p
 
 
@@ -135,6 +158,8 @@ def _main(argv: Sequence[str] | None, seen: Sequence[int] = ()) -> int:
         sys.path.insert(0, os.getcwd())
     parser = _parser()
     try:
+        if argv[:1] == ["compare"]:
+            argv = _seed_compare_argv(argv)
         args, rest = parser.parse_known_args(argv)
         if args.command is None:
             parser.print_help()
@@ -151,7 +176,12 @@ def _main(argv: Sequence[str] | None, seen: Sequence[int] = ()) -> int:
             return _cmd_cache(args)
         if args.command == "view":
             return _cmd_view(args.exp_dir)
-        return _cmd_compare(args.exp_dirs, args.metric)
+        if args.command == "new":
+            return _cmd_new(args.name, args.dir)
+        if args.command == "migrate":
+            return _cmd_migrate(args.path, write=args.write)
+        return _cmd_compare(args.exp_dirs + args.dir_logs, args.metric, best=args.best,
+                            nb_epochs=_nb_epochs(args.nb_epochs))
     except ReproError as exc:
         if seen:  # a Ctrl-C that a library turned into bad input half-way: it is the interrupt
             print(INTERRUPTED, file=sys.stderr)
@@ -433,18 +463,97 @@ def _cmd_view(exp_dir: str) -> int:
     return 0
 
 
-def _parse_metric(spec: str) -> tuple[str, str]:
+def _cmd_new(name: str, parent: str) -> int:
+    from bootstrap_repro.migrate import new_project
+
+    root = new_project(name, parent)
+    lower = name.lower()
+    print(f"created {root}")
+    print(f"train it: cd {root} && bootstrap-repro run -o {lower}/options/{lower}.yaml")
+    return 0
+
+
+def _cmd_migrate(path: str, *, write: bool) -> int:
+    """Print the diff of the migration of ``path`` (stdout) and its notes (stderr); ``write`` applies it."""
+    from bootstrap_repro.migrate import plan
+
+    migration = plan(path)
+    sys.stdout.write(migration.diff())
+    sys.stdout.flush()  # the diff, then the notes, in this order on a terminal
+    for note in migration.notes:
+        print(f"note: {note}", file=sys.stderr)
+    n = len(migration.changes)
+    if not n:
+        print(f"migrate: nothing to change in {path}", file=sys.stderr)
+    elif write:
+        migration.write()
+        print(f"migrate: {n} file{'s' if n > 1 else ''} rewritten in {path}", file=sys.stderr)
+    else:
+        print(f"migrate: {n} file{'s' if n > 1 else ''} to change; apply with: bootstrap-repro migrate {path} --write",
+              file=sys.stderr)
+    return 0
+
+
+#: Flags of ``compare`` that take a metric, and the seed's order words.
+_METRIC_FLAGS = ("-m", "--metric", "--metrics", "-b", "--best")
+_ORDERS = ("min", "max")
+
+
+def _seed_compare_argv(argv: list[str]) -> list[str]:
+    """The seed's ``-m JSON KEY ORDER`` (and ``-m KEY ORDER``, ``-b ...``) as ``-m JSON:KEY:ORDER`` (``KEY:ORDER``)."""
+    out, i = [], 0
+    while i < len(argv):
+        tok = argv[i]
+        out.append(tok)
+        i += 1
+        if tok not in _METRIC_FLAGS:
+            continue
+        words = argv[i:i + 3]
+        plain = [w for w in words if ":" not in w and not w.startswith("-")]
+        if len(words) == 3 and words[2] in _ORDERS and len(plain) == 3:
+            out.append(":".join(words))
+            i += 3
+        elif len(words) >= 2 and words[1] in _ORDERS and plain[:2] == words[:2]:
+            out.append(":".join(words[:2]))
+            i += 2
+    return out
+
+
+_LOGNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
+def _parse_metric(spec: str, flag: str = "--metric") -> tuple[str, str, str]:
+    """``[LOG:]KEY:min|max`` → ``(LOG, KEY, mode)``; LOG defaults to ``logs`` (``<exp.dir>/logs.json``)."""
     key, sep, mode = spec.rpartition(":")
-    if not sep or not key or mode not in ("min", "max"):
-        raise OptionsError(f"--metric: expected KEY:min or KEY:max (e.g. eval_epoch.acctop1:max), got {spec!r}")
-    return key, mode
+    log, colon, name = key.partition(":")
+    if not colon:
+        log, name = "logs", key
+    if not sep or not name or mode not in _ORDERS or not _LOGNAME.fullmatch(log):
+        raise OptionsError(f"{flag}: expected KEY:min or KEY:max (e.g. eval_epoch.acctop1:max), got {spec!r}")
+    return log, name, mode
 
 
-def _read_logs(exp_dir: str) -> dict[str, Any]:
-    """``<exp_dir>/logs.json``; a missing or damaged one (not UTF-8 JSON holding an object): one error line."""
-    path = Path(exp_dir) / "logs.json"
+def _nb_epochs(text: str | None) -> int | None:
+    if text is None or text.strip() == "-1":
+        return None
+    if not re.fullmatch(r"\s*[0-9]{1,9}\s*", text) or int(text) < 1:
+        raise OptionsError(f"--nb_epochs: expected a positive number of epochs (or -1: all), got {text!r}")
+    return int(text)
+
+
+def _dir_label(raw: str) -> tuple[str, str]:
+    """``(row name, dir)``: ``NAME:DIR`` names a row, as in the seed's ``-d``, when DIR exists and ``raw`` does not."""
+    name, colon, path = raw.partition(":")
+    if colon and name and not Path(raw).exists() and Path(path).is_dir():
+        return name, path
+    return raw, raw
+
+
+def _read_logs(exp_dir: str, log: str = "logs") -> dict[str, Any]:
+    """``<exp_dir>/<log>.json``; a missing or damaged one (not UTF-8 JSON holding an object): one error line."""
+    path = Path(exp_dir) / f"{log}.json"
     if not path.is_file():
-        raise OptionsError(f"{exp_dir}: no logs.json; is it an experiment dir?")
+        raise OptionsError(f"{exp_dir}: no {log}.json; is it an experiment dir?")
     fix = f"the logs file is damaged (was it edited or copied in part?): restore it, or leave {exp_dir} out"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -487,45 +596,104 @@ def _epoch_at(epochs: Any, index: int, n: int) -> int:
     return index
 
 
-def _cmd_compare(exp_dirs: list[str], metrics: list[str] | None) -> int:
+def _series(logs: dict[str, Any], key: str, where: str, nb_epochs: int | None) -> tuple[list[Any], Any] | None:
+    """``(values, epochs)`` of ``key`` (either metric spelling), cut to ``nb_epochs``; None when not logged."""
     from bootstrap_repro._metric_names import resolve
 
-    logs = {d: _read_logs(d) for d in exp_dirs}
+    found = resolve(key, logs) or key
+    vals = logs.get(found)
+    if vals is None:
+        return None
+    if not isinstance(vals, list):
+        print(f"warning: {where} is not a list of values (a {type(vals).__name__}); left out", file=sys.stderr)
+        return None
+    epochs = logs.get(f"{found.split('.', 1)[0]}.epoch")
+    if nb_epochs is not None:
+        vals = vals[:nb_epochs]
+        epochs = epochs[:nb_epochs] if isinstance(epochs, list) else epochs
+    return vals, epochs
+
+
+def _best_of(vals: list[Any], mode: str, where: str) -> tuple[int, float] | None:
+    best, ignored = _best(vals, mode)
+    if ignored:  # NaN, inf, text, booleans, numbers too large for a float: not ranked
+        print(f"warning: {where}: {ignored} of {len(vals)} values are not finite numbers (NaN, inf, text, ...); "
+              f"ranked by the others" if best is not None else
+              f"warning: {where}: none of its {len(vals)} values is a finite number (NaN, inf, text, ...); left out",
+              file=sys.stderr)
+    return best
+
+
+def _at_epoch(vals: list[Any], epochs: Any, epoch: int, index: int) -> int:
+    """The index of ``vals`` logged at ``epoch`` (by its epoch list); else ``index`` (the seed's rule), kept in range."""
+    if isinstance(epochs, list) and len(epochs) == len(vals) and epoch in epochs:
+        return epochs.index(epoch)
+    return min(index, len(vals) - 1)
+
+
+def _cmd_compare(exp_dirs: list[str], metrics: list[str] | None, *, best: str | None = None,
+                 nb_epochs: int | None = None) -> int:
+    """Rank ``exp_dirs`` by each metric: its best value, or with ``best``, its value at the epoch where ``best`` is best."""
+    from bootstrap_repro._metric_names import resolve
+
+    if not exp_dirs:
+        raise OptionsError("compare: no experiment dir given; pass EXP_DIR ... (or the seed's -d DIR ...)")
+    dirs = dict(_dir_label(raw) for raw in exp_dirs)  # row name -> dir
+    cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def logs_of(name: str, log: str) -> dict[str, Any]:
+        if (name, log) not in cache:
+            cache[name, log] = _read_logs(dirs[name], log)
+        return cache[name, log]
+
     specs = [_parse_metric(m) for m in metrics] if metrics else [
-        ("eval_epoch.acctop1", "max"), ("eval_epoch.loss", "min")]
+        ("logs", "eval_epoch.acctop1", "max"), ("logs", "eval_epoch.loss", "min")]
+    by = _parse_metric(best, "--best") if best else None
+    for log in dict.fromkeys([s[0] for s in specs] + ([by[0]] if by else [])):
+        for name in dirs:  # every file is read (a bad one is one error) before anything is printed
+            logs_of(name, log)
     if not metrics:
-        specs = [s for s in specs if any(resolve(s[0], lg) for lg in logs.values())]
+        specs = [s for s in specs if any(resolve(s[1], logs_of(n, "logs")) for n in dirs)]
         if not specs:
             raise OptionsError("compare: no eval_epoch.acctop1 or eval_epoch.loss in these logs; pass --metric KEY:min|max")
-    width = max(len(d) for d in exp_dirs)
-    for key, mode in specs:
+    at_epoch: dict[str, tuple[int, int]] = {}  # row -> (epoch, index) where `by` is best
+    if by is not None:
+        for name in dirs:
+            got = _series(logs_of(name, by[0]), by[1], f"{Path(dirs[name]) / (by[0] + '.json')}: {by[1]}", nb_epochs)
+            top = _best_of(got[0], by[2], f"{Path(dirs[name]) / (by[0] + '.json')}: {by[1]}") if got else None
+            if top is not None:
+                at_epoch[name] = (_epoch_at(got[1], top[0], len(got[0])), top[0])  # type: ignore[index]
+    width = max(len(n) for n in dirs)
+    for log, key, mode in specs:
         rows = []
-        for d, lg in logs.items():
-            vals = lg.get(resolve(key, lg) or key)  # accuracy_top1 and acctop1 rank together
-            where = f"{Path(d) / 'logs.json'}: {key}"
-            if vals is not None and not isinstance(vals, list):
-                print(f"warning: {where} is not a list of values (a {type(vals).__name__}); left out", file=sys.stderr)
+        for name in dirs:
+            where = f"{Path(dirs[name]) / (log + '.json')}: {key}"
+            got = _series(logs_of(name, log), key, where, nb_epochs)
+            if not got or not got[0]:
                 continue
-            best, ignored = _best(vals, mode) if isinstance(vals, list) else (None, 0)
-            if ignored:  # NaN, inf, text, booleans, numbers too large for a float: not ranked
-                n = len(vals)  # type: ignore[arg-type]
-                print(f"warning: {where}: {ignored} of {n} values are not finite numbers (NaN, inf, text, ...); "
-                      f"ranked by the others" if best is not None else
-                      f"warning: {where}: none of its {n} values is a finite number (NaN, inf, text, ...); left out",
-                      file=sys.stderr)
-            if best is None:
-                continue
-            epoch = _epoch_at(lg.get(f"{key.split('.', 1)[0]}.epoch"), best[0], len(vals))  # type: ignore[arg-type]
-            rows.append((d, epoch, best[1]))
+            vals, epochs = got
+            if by is None:
+                top = _best_of(vals, mode, where)
+                if top is None:
+                    continue
+                rows.append((name, _epoch_at(epochs, top[0], len(vals)), top[1]))
+            elif name in at_epoch:
+                epoch, index = at_epoch[name]
+                value = _finite(vals[_at_epoch(vals, epochs, epoch, index)])
+                if value is not None:
+                    rows.append((name, epoch, value))
+        shown = f"{key}:{mode}" if log == "logs" else f"{log}:{key}:{mode}"
+        if by is not None:
+            shown += f" at the best epoch of {by[1]}:{by[2]}"
         if not rows:
-            print(f"\n## {key}:{mode}: no experiment logged it")
+            print(f"\n## {shown}: no experiment logged it")
             continue
         rows.sort(key=lambda r: r[2], reverse=(mode == "max"))
-        print(f"\n## {key}:{mode}")
+        print(f"\n## {shown}")
         print(f"  {'rank':>4}  {'experiment':<{width}}  {'epoch':>5}  {'value':>12}")
-        for rank, (d, epoch, value) in enumerate(rows, 1):
-            print(f"  {rank:>4}  {d:<{width}}  {epoch:>5}  {value:>12.6g}")
-        missing = [d for d in exp_dirs if d not in {r[0] for r in rows}]
+        for rank, (name, epoch, value) in enumerate(rows, 1):
+            print(f"  {rank:>4}  {name:<{width}}  {epoch:>5}  {value:>12.6g}")
+        missing = [n for n in dirs if n not in {r[0] for r in rows}]
         if missing:
             print(f"  (not logged by: {', '.join(missing)})")
     return 0

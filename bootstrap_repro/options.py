@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "name": "default",
         "nb_epochs": 1,
         "print_freq": 10,
+        "log_batches": False,
         "saving_criteria": [],
         "device": "auto",
         "nan_check": True,

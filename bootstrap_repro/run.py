@@ -54,8 +54,8 @@ from bootstrap_repro.record import (
     take_snapshot,
 )
 
-__all__ = ["RunResult", "CacheHit", "run", "validate", "verify_resume", "engine_facts", "check_exp_dir", "log_names", "RunLockedError",
-           "EXIT_CODES"]
+__all__ = ["RunResult", "CacheHit", "run", "validate", "verify_resume", "engine_facts", "check_exp_dir", "RunLockedError",
+           "EXIT_CODES", "log_names"]
 
 #: Exit code of each final status.
 EXIT_CODES = {"COMPLETED": 0, "STOPPED": 0, "FAILED": 1, "INTERRUPTED": 130}
@@ -165,6 +165,7 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
         names = checkpoint_names(path)
         resume = resolve_checkpoint(str(resume), names)  # best_accuracy_top1 finds ckpt_best_acctop1_* and back
         if str(resume) not in names:
+            _refuse_incomplete(path, str(resume), names)
             state = None if names else _uncheckpointed(path)
             if state == "ended":
                 raise CheckpointError(
@@ -184,6 +185,29 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
         check_resume_options(options, path)  # other values than the saved ones: explicit overrides only
         resume = str(resume)
     return path, resume
+
+
+def _refuse_incomplete(path: Path, resume: str, names: list[str]) -> None:
+    """Checkpoint files in ``path`` that make no complete checkpoint (a seed dir whose optimizer files were
+    deleted...): one error line, so that such a dir is never taken for a run that stopped before its first one."""
+    from bootstrap_repro.engines._checkpoint import PARTS
+
+    complete = {f"ckpt_{n}_{part}.pth.tar" for n in names for part in PARTS}
+    stray = sorted(p.name for p in path.glob("ckpt_*.pth.tar") if p.name not in complete)
+    if not stray:
+        return
+    mine = [f"ckpt_{resume}_{part}.pth.tar" for part in PARTS]
+    if any(name in stray for name in mine):
+        missing = ", ".join(name for name in mine if name not in stray)
+        raise CheckpointError(
+            f"exp.resume: checkpoint {resume!r} in {path} is incomplete (no {missing}); restore the missing "
+            f"file, or resume another checkpoint (complete: {', '.join(names) or 'none'})"
+        )
+    raise CheckpointError(
+        f"exp.resume: no checkpoint {resume!r} in {path} (complete: {', '.join(names) or 'none'}; files of "
+        f"incomplete ones: {stray[0]}{' ...' if len(stray) > 1 else ''}); resume a complete one, restore the "
+        f"missing files, or train in a new --exp.dir"
+    )
 
 
 def _uncheckpointed(path: Path) -> str:
@@ -260,7 +284,7 @@ def _from_cache(options: Options, exp_dir: Path, snap: Snapshot, logger: Logger)
             if changed:
                 stale.append(changed)
                 continue
-            views.parse_view_option(options.get("view"))  # a bad view option fails before anything is created
+            views.check_view_option(options)  # a bad view option fails before anything is created
             exp_dir.mkdir(parents=True, exist_ok=True)
             with exp_dir_lock(exp_dir):
                 _check_still_empty(exp_dir, None)
@@ -328,8 +352,23 @@ def _check_saving_criteria(engine: Any) -> None:
             )
 
 
+def bar_shown(enabled: bool, stdout: Any = None, stderr: Any = None) -> bool:
+    """Whether the run draws a progress bar: asked for, and both stdout and stderr are a terminal.
+
+    Otherwise (cluster logs, ``run ... > out.log``) the engine prints a line every
+    ``engine.print_freq`` batches to the screen instead (see :mod:`bootstrap_repro.engines._console`).
+    """
+    def tty(stream: Any) -> bool:
+        try:
+            return bool(stream.isatty())
+        except (AttributeError, ValueError, OSError):  # closed or not a file
+            return False
+
+    return enabled and tty(sys.stdout if stdout is None else stdout) and tty(sys.stderr if stderr is None else stderr)
+
+
 def _progress(engine: Any, enabled: bool) -> Callable[[Any, str, int], Any] | None:
-    if not enabled:
+    if not bar_shown(enabled):
         return None
     from tqdm import tqdm
 
@@ -431,7 +470,7 @@ def _build(options: Options, logger: Logger, eval_only: bool) -> Any:
                 "for an eval-only run set --dataset.train_split ''"
             )
     _check_saving_criteria(engine)
-    views.parse_view_option(options.get("view"))
+    views.check_view_option(options)  # `view` or the seed's `views`, and the tensorboard package: before exp.dir exists
     _hook_registrations(options)  # a missing or broken hooks module fails here, before the exp dir exists
     return engine
 
@@ -686,3 +725,9 @@ def _run_locked(
         if note is not None:
             result.warnings.append(note)
     return result
+
+
+if __name__ == "__main__":  # `python -m bootstrap_repro.run -o FILE ...` is `bootstrap-repro run -o FILE ...`
+    from bootstrap_repro.cli import main as _cli_main
+
+    sys.exit(_cli_main(["run", *sys.argv[1:]]))

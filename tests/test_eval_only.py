@@ -86,11 +86,11 @@ def test_a_previous_versions_logs_eval_json_is_kept_and_still_drawn(capsys, trai
 
 def test_a_split_that_cannot_name_a_file_is_one_error(capsys, trained):
     before = files(trained)
-    code, out, err = run_cli(capsys, "run", "-o", str(trained / "options.yaml"), "--exp.resume", "last",
-                             "--dataset.train_split", "", "--dataset.eval_split", "../x")
+    code, _, err = run_cli(capsys, "run", "-o", str(trained / "options.yaml"), "--exp.resume", "last",
+                           "--dataset.train_split", "", "--dataset.eval_split", "../x")
     assert code == 2 and err.splitlines() == [
-        "error: dataset.eval_split: '../x' cannot name the files of an evaluation (logs_eval_<split>.json); "
-        "use letters, digits, '_', '-' or '.' (e.g. val, test)"]
+        ("error: dataset.eval_split: '../x' cannot name the files of an evaluation (logs_eval_<split>.json); "
+         "use letters, digits, '_', '-' or '.' (e.g. val, test)")]
     assert files(trained) == before
 
 

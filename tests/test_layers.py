@@ -18,6 +18,7 @@ LAYERS: list[set[str]] = [
     {"run"},
     {"runtimes"},
     {"sweep"},
+    {"migrate"},  # rewrites a seed project's files (and `new`'s template); no torch
     {"cli", "__main__"},
     {"compat"},  # bootstrap_repro/compat/bootstrap: the `bootstrap` package of seed projects (its run calls the cli)
 ]
@@ -35,9 +36,20 @@ def top_name(path: Path) -> str:
     return rel.parts[0].removesuffix(".py")
 
 
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":``: a script entry point (``python -m``), not an import of the library."""
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__" and any(isinstance(c, ast.Constant) and c.value == "__main__"
+                                                     for c in test.comparators))
+
+
 def imported(tree: ast.AST) -> set[str]:
     names = set()
+    guarded = {id(n) for guard in ast.walk(tree) if _is_main_guard(guard) for n in ast.walk(guard)}
     for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
         elif isinstance(node, ast.Import):

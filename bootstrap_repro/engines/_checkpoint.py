@@ -326,7 +326,7 @@ def _groups_mismatch(want: Mapping[str, Any], got: Any) -> str | None:
         return f"no parameter groups in the file (got {type(got).__name__})"
     if len(mine) != len(theirs):
         return f"{len(theirs)} parameter groups in the file, {len(mine)} in the optimizer"
-    for i, (a, b) in enumerate(zip(mine, theirs)):
+    for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
         if not isinstance(b, Mapping) or len(a.get("params", ())) != len(b.get("params", ())):
             n = len(b.get("params", ())) if isinstance(b, Mapping) else "?"
             return f"parameter group {i} has {n} parameters in the file, {len(a.get('params', ()))} in the optimizer"

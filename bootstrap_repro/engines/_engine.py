@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from bootstrap_repro.engines._console import ConsoleLine
 from bootstrap_repro.engines._distributed import all_reduce_sum, dist_info, shard_dataset, unwrap
 from bootstrap_repro.engines._hooks import adapt_hook, check_hook_name
 from bootstrap_repro.engines._precision import Determinism, Precision, deterministic_error
@@ -163,6 +165,8 @@ class Engine(SeedEngineAPI):
         eng = options["engine"]
         self.nb_epochs: int = int(eng.get("nb_epochs", 1))
         self.print_freq: int = int(eng.get("print_freq", 10) or 0)
+        #: The seed's per-batch ``<mode>_batch.{epoch,batch,timer.process,timer.load}`` in logs.json.
+        self.log_batches: bool = bool(eng.get("log_batches", False))
         self.nan_check: bool = bool(eng.get("nan_check", True))
         self.saving_criteria = parse_saving_criteria(eng.get("saving_criteria"))
         self.seed: int = int(options.get("misc.seed", 0) or 0)
@@ -366,8 +370,19 @@ class Engine(SeedEngineAPI):
         nan_check = self.nan_check
         nan_check_on_host = nan_check and on_cpu and not self.dist.enabled  # see _finite
         isfinite = math.isfinite
+        log_batches = self.log_batches
+        batch_keys = [f"{prefix}{k}" for k in ("epoch", "batch", "timer.process", "timer.load")]
+        clock, load, waited = time.perf_counter, 0.0, 0.0
+        t_end = clock()
+        # A line every print_freq batches: to the screen without a visible bar; with one, to logs.txt only.
+        console = ConsoleLine(mode, epoch, self.nb_epochs, st.nb_batches, t_end) if print_freq and self.is_rank0 else None
+        echo = bar is None or bool(getattr(bar, "disable", False))
+        timed = log_batches or console is not None  # otherwise no clock is read per batch
         with torch.set_grad_enabled(train):
             for i, batch in enumerate(bar if bar is not None else batches):
+                if timed:
+                    load = clock() - t_end  # waiting for the loader (the seed's timer.load)
+                    waited += load
                 if self._stop_now is not None:
                     raise StopRun(self._stop_now)
                 st.batch = i
@@ -397,6 +412,11 @@ class Engine(SeedEngineAPI):
                         step()
                         for fn in hs_update:
                             fn()
+                if log_batches:  # host numbers, no device sync (on GPU, process is the time to queue the work)
+                    log_value(batch_keys[0], epoch)
+                    log_value(batch_keys[1], i)
+                    log_value(batch_keys[2], clock() - t_end)
+                    log_value(batch_keys[3], load)
                 for k, v in out.items():  # the rule of loggable(), inlined: no dict per batch
                     if isinstance(v, torch.Tensor):
                         if v.dim():
@@ -416,10 +436,14 @@ class Engine(SeedEngineAPI):
                 if print_freq and i % print_freq == 0:
                     if bar is not None and "loss" in out:
                         bar.set_postfix(loss=f"{float(out['loss'].detach()):.4f}", refresh=False)
+                    if console is not None:
+                        self._print_line(console.line(i, out, sizes, waited), echo)
                     for fn in hs_print:
                         fn()
                 for fn in hs_end:
                     fn()
+                if timed:
+                    t_end = clock()
         if bar is not None and hasattr(bar, "close"):
             bar.close()
         means = self._epoch_means(values, sizes)
@@ -442,6 +466,17 @@ class Engine(SeedEngineAPI):
             self.logger.flush()
         self.hook(f"{mode}_on_flush")
         return means
+
+    def _print_line(self, line: str, echo: bool) -> None:
+        """A progress line to logs.txt, and to the screen unless a progress bar shows it there."""
+        if echo:
+            self.logger(line)
+            return
+        shown, self.logger.echo = self.logger.echo, False
+        try:
+            self.logger(line)
+        finally:
+            self.logger.echo = shown
 
     def train_epoch(self, model: Any, dataset: Any, optimizer: Any, epoch: int, mode: str = "train") -> dict[str, float]:
         """One training epoch; returns the batch-size-weighted means of the outputs.

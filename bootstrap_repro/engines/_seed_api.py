@@ -64,13 +64,13 @@ class SeedEngineAPI:
         A name that ``out`` lacks is read from the logger (its last value, e.g.
         ``eval_epoch.recall_at_1``), as the seed's ``logger`` engine did.  Unlike the seed, the first
         value is a best (the seed saved no best checkpoint until a value improved on it).  Either
-        spelling of a metric (``accuracy_top1``, ``acctop1``) finds its value; ``state.best`` keeps the
-        name as written.
+        spelling of a metric (``accuracy_top1``, ``acctop1``) finds its value and its best so far;
+        ``state.best`` keeps the name it was first written with.
         """
         from bootstrap_repro.engines._engine import parse_saving_criteria
 
         crit = parse_saving_criteria([saving_criteria])[0]
-        key = resolve(crit.name, out)  # accuracy_top1 or acctop1: either spelling (the best keeps the one written)
+        key = resolve(crit.name, out)  # accuracy_top1 or acctop1: either spelling
         if key is not None:
             value = out[key]
         else:
@@ -80,8 +80,9 @@ class SeedEngineAPI:
                 raise never_logged(crit.name, out, f"{self.state.mode}_epoch")
             value = logged[-1]
         value = None if value is None else float(value)
-        if crit.better(value, self.state.best.get(crit.name)):
-            self.state.best[crit.name] = value
+        best_key = resolve(crit.name, self.state.best) or crit.name  # a best kept under the other spelling counts
+        if crit.better(value, self.state.best.get(best_key)):
+            self.state.best[best_key] = value
             return True
         return False
 

@@ -17,6 +17,8 @@ __all__ = ["Divergence", "Comparison", "compare_logs", "OutputComparison", "comp
            "environment_differences"]
 
 _MISSING = object()
+#: Logs keys never compared: wall-clock times (``engine.log_batches``' ``train_batch.timer.process``...).
+TIMING_KEYS: tuple[str, ...] = ("*_batch.timer.*",)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ def _epoch_of(logs: Mapping[str, Any], key: str, index: int) -> int | None:
 
 
 def compare_logs(original: Mapping[str, Any], rerun: Mapping[str, Any], ignore: Sequence[str] = ()) -> Comparison:
-    """Compare every value; the divergence reported is the earliest by epoch (ties: batch values first, key order)."""
+    """Compare every value but :data:`TIMING_KEYS`; the divergence reported is the earliest by epoch
+    (ties: batch values first, key order)."""
+    ignore = (*ignore, *TIMING_KEYS)
     keys = [k for k in original if not any(fnmatch.fnmatchcase(k, pat) for pat in ignore)]
     keys += [k for k in rerun if k not in original and not any(fnmatch.fnmatchcase(k, pat) for pat in ignore)]
     identical, found = 0, []

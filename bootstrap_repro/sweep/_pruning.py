@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from bootstrap_repro._metric_names import resolve
 from bootstrap_repro.errors import PluginError
 from bootstrap_repro.sweep._trial import HOOK_MODULE, TRIAL_ENV, TrialContext, update_trial_file
 
@@ -69,7 +70,8 @@ class TrialReporter:
 
     def __call__(self, engine: Any) -> None:
         metrics = engine.state.eval_metrics if self.mode == "eval" else engine.state.train_metrics
-        if self.metric not in metrics:
+        metric = resolve(self.metric, metrics) or self.metric  # accuracy_top1 finds acctop1
+        if metric not in metrics:
             logged = sorted(f"{self.mode}_epoch.{k}" for k in metrics)
             update_trial_file(self.exp_dir, state="OBJECTIVE_MISSING", logged=logged)
             engine.logger.error(f"sweep: the objective {self.ctx.objective} is not logged "
@@ -78,7 +80,7 @@ class TrialReporter:
             return
         import optuna
 
-        value, epoch = float(metrics[self.metric]), int(engine.state.epoch)
+        value, epoch = float(metrics[metric]), int(engine.state.epoch)
         try:
             trial = self.trial()
             with warnings.catch_warnings():  # a resumed retry was given the lost trial's values: the same epochs

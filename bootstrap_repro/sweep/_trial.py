@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bootstrap_repro._metric_names import resolve
 from bootstrap_repro.fileio import atomic_write_json
 
 __all__ = [
@@ -87,7 +88,7 @@ def objective_series(logs: Mapping[str, Any], objective: str) -> list[tuple[int,
 
     Non-finite values (logged as null) are kept as None.
     """
-    values = logs.get(objective)
+    values = logs.get(resolve(objective, logs) or objective)  # eval_epoch.accuracy_top1 finds acctop1
     if not isinstance(values, list):
         return None
     split = objective.split(".", 1)[0]

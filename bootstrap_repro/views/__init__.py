@@ -11,7 +11,7 @@ plotly's Python API.
 """
 
 from bootstrap_repro.views._base import END_HOOKS, FLUSH_HOOKS, BaseView, MultiView, engine_logs
-from bootstrap_repro.views._factory import check_logged, factory, make_view, rebuild
+from bootstrap_repro.views._factory import check_logged, check_view_option, factory, make_view, rebuild
 from bootstrap_repro.views._items import (
     DEFAULT_LOG,
     VIEW_NAMES,
@@ -71,6 +71,7 @@ __all__ = [
     "series",
     "unlogged",
     "check_logged",
+    "check_view_option",
     "SubplotSpec",
     "TraceSpec",
     "NO_DATA",

@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bootstrap_repro.errors import OptionsError
+from bootstrap_repro.errors import OptionsError, PluginError
 from bootstrap_repro.views._base import BaseView, Logs, MultiView
 from bootstrap_repro.views._items import (DEFAULT_LOG, ViewSpec, check_log, panels_and_logs, parse_view_option,
                                           unlogged, unlogged_note)
 from bootstrap_repro.views._plotly import View
 
-__all__ = ["factory", "rebuild", "make_view", "check_logged"]
+__all__ = ["factory", "rebuild", "make_view", "check_logged", "check_view_option"]
 
 
 def _get(opt: Any, key: str, default: Any = None) -> Any:
@@ -36,6 +36,30 @@ def _view_option(opt: Any) -> Any:
     if not value:
         value = _get(opt, "views", value)  # the seed also read `views`
     return value
+
+
+def _view_key(opt: Any) -> str:
+    """The key :func:`_view_option` reads: ``view``, or the seed's ``views`` when ``view`` is empty."""
+    return "view" if _get(opt, "view") or not _get(opt, "views") else "views"
+
+
+def check_view_option(opt: Any) -> list[ViewSpec]:
+    """Parse ``opt``'s view option (``view``, or the seed's ``views``) and check what its views need.
+
+    A bad value or a tensorboard view without the tensorboard package raises a one-line
+    :class:`~bootstrap_repro.errors.ReproError` naming the key; nothing is created (a run
+    calls this before its experiment dir exists).
+    """
+    from bootstrap_repro.views import _tensorboard
+
+    specs = parse_view_option(_view_option(opt), _view_key(opt))
+    for spec in specs:
+        if spec.name == "tensorboard" and spec.module is None:
+            try:
+                _tensorboard._check_installed()
+            except PluginError:
+                raise PluginError(_tensorboard.MISSING_TENSORBOARD.replace("view", spec.where, 1)) from None
+    return specs
 
 
 class _PluginView(BaseView):
@@ -93,7 +117,7 @@ def factory(engine: Any = None) -> BaseView | None:
         from bootstrap_repro.options import Options
 
         opt = Options()
-    specs = parse_view_option(_view_option(opt))
+    specs = parse_view_option(_view_option(opt), _view_key(opt))
     if not specs:
         return None
     exp_dir = _get(opt, "exp.dir")

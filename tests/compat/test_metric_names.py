@@ -58,10 +58,10 @@ def test_released_saving_criteria_train_keep_best_and_resume(capsys, tiny_file, 
 
 def test_a_criterion_logged_under_no_spelling_is_one_error(capsys, tiny_file, tmp_path):
     f = tiny_file({"engine": {"saving_criteria": ["accuracy_top3:max"]}})  # topk is [1, 2]
-    code, out, err = run_cli(capsys, "run", "-o", str(f))
+    code, _, err = run_cli(capsys, "run", "-o", str(f))
     assert code == 2 and err.splitlines() == [
-        "error: engine.saving_criteria: 'accuracy_top3' is never logged (eval_epoch has: acctop1, acctop2, loss); "
-        "use one of those names"]
+        ("error: engine.saving_criteria: 'accuracy_top3' is never logged (eval_epoch has: acctop1, acctop2, loss); "
+         "use one of those names")]
     assert not (tmp_path / "exp").exists()
 
 
@@ -108,19 +108,19 @@ def test_view_command_draws_both_spellings_and_warns_once_for_a_key_never_logged
         code, out, err = run_cli(capsys, "view", str(d))
         assert code == 0 and out.strip() == str(d / "view.html")
         assert err.splitlines() == [
-            "warning: view: 2 items never logged, no curve drawn: logs:eval_epoch.recall (logs.json has no such key), "
-            "logs:eval_epoch.precision (logs.json has no such key); fix the view option"], d
+            ("warning: view: 2 items never logged, no curve drawn: logs:eval_epoch.recall (logs.json has no such key), "
+             "logs:eval_epoch.precision (logs.json has no such key); fix the view option")], d
         subs = views.View(d, items).subplots()
         assert [len(s["traces"]) for s in subs] == [2, 1, 1, 0, 0]
 
 
 def test_a_run_warns_once_at_its_end_for_a_view_item_never_logged(capsys, tiny_file):
     f = tiny_file({"view": ["logs:eval_epoch.accuracy_top1", "logs:train_epoch.acctop2", "logs:eval_epoch.los"]})
-    code, out, err = run_cli(capsys, "run", "-o", str(f))
+    code, _, err = run_cli(capsys, "run", "-o", str(f))
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert warnings == ["warning: view: 1 item never logged, no curve drawn: logs:eval_epoch.los (logs.json has no "
-                        "such key; did you mean eval_epoch.loss?); fix the view option"]
+    assert warnings == [("warning: view: 1 item never logged, no curve drawn: logs:eval_epoch.los (logs.json has no "
+                         "such key; did you mean eval_epoch.loss?); fix the view option")]
 
 
 # ----------------------------------------------------------------------------- compare
@@ -142,3 +142,12 @@ def test_compare_default_metrics_rank_old_and_new_dirs(capsys, tmp_path):
     assert "not logged by" not in out
     loss = out[out.index("## eval_epoch.loss:min"):].splitlines()
     assert [r.split()[:2] for r in loss[2:4]] == [["1", str(new)], ["2", str(old)]]
+
+
+def test_a_sweep_objective_of_either_spelling_reads_the_logs(tmp_path):
+    from bootstrap_repro.sweep import objective_series
+
+    old = json.loads((_old_dir(tmp_path / "old") / "logs.json").read_text())
+    new = json.loads((_new_dir(tmp_path / "new") / "logs.json").read_text())
+    assert objective_series(old, "eval_epoch.acctop1") == [(0, 60.0), (1, 80.0), (2, 78.0)]
+    assert objective_series(new, "eval_epoch.accuracy_top1") == [(0, 70.0), (1, 90.0)]

@@ -13,200 +13,13 @@ import argparse
 import re
 from pathlib import Path
 
+from bootstrap_repro.migrate import SEED_TEMPLATE, render
+
 __all__ = ["new_project", "TEMPLATE"]
 
-#: Relative path -> content; ``{lower}`` and ``{Name}`` are replaced by the project's names.
-TEMPLATE: dict[str, str] = {
-    ".gitignore": "logs/\n__pycache__/\n",
-    "README.md": """\
-# {Name}
-
-A bootstrap.pytorch project.  Train it from this folder:
-
-    bootstrap-repro run -o {lower}/options/{lower}.yaml
-
-Experiments go to `logs/{lower}/` (`--exp.dir` to change it).
-""",
-    "{lower}/__init__.py": "",
-    "{lower}/datasets/__init__.py": "",
-    "{lower}/datasets/{lower}.py": '''\
-import torch
-
-from bootstrap.datasets.dataset import Dataset
-
-
-class {Name}Dataset(Dataset):
-    """``nb_items`` random vectors of size 10; the first half has target 1, the other half 0."""
-
-    def __init__(self, dir_data=None, split="train", batch_size=4, shuffle=False, pin_memory=False,
-                 nb_threads=0, nb_items=100, **kwargs):
-        super().__init__(dir_data, split, batch_size, shuffle, pin_memory, nb_threads)
-        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
-        self.data = torch.randn(nb_items, 10, generator=generator)
-        self.target = torch.zeros(nb_items)
-        self.target[: nb_items // 2] = 1
-        self.data[: nb_items // 2] += 1  # something to learn
-
-    def __len__(self):
-        return self.data.shape[0]
-
-    def __getitem__(self, index):
-        return {"data": self.data[index], "target": self.target[index]}
-''',
-    "{lower}/datasets/factory.py": '''\
-from bootstrap.lib.logger import Logger
-from bootstrap.lib.options import Options
-
-from .{lower} import {Name}Dataset
-
-
-def factory(engine=None):
-    Logger()("Creating dataset...")
-    opt = Options()["dataset"]
-    dataset = {}
-    if opt.get("train_split", None):
-        dataset["train"] = factory_split(opt["train_split"])
-    if opt.get("eval_split", None):
-        dataset["eval"] = factory_split(opt["eval_split"])
-    return dataset
-
-
-def factory_split(split):
-    opt = Options()["dataset"]
-    return {Name}Dataset(
-        dir_data=opt["dir"],
-        split=split,
-        batch_size=opt["batch_size"],
-        shuffle="train" in split,
-        nb_threads=opt["nb_threads"],
-        nb_items=opt.get("nb_items", 100),
-    )
-''',
-    "{lower}/models/__init__.py": "",
-    "{lower}/models/networks/__init__.py": "",
-    "{lower}/models/networks/{lower}.py": '''\
-import torch.nn as nn
-
-
-class {Name}Network(nn.Module):
-
-    def __init__(self, dim_in=10, dim_out=1, **kwargs):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim_in, dim_out), nn.Sigmoid())
-
-    def forward(self, batch):
-        return {"pred": self.net(batch["data"])}
-''',
-    "{lower}/models/networks/factory.py": '''\
-from bootstrap.lib.options import Options
-
-from .{lower} import {Name}Network
-
-
-def factory(engine=None):
-    opt = Options()["model.network"]
-    if opt["name"] != "{lower}":
-        raise ValueError(opt["name"])
-    return {Name}Network(**{k: v for k, v in opt.items() if k not in ("name", "import")})
-''',
-    "{lower}/models/criterions/__init__.py": "",
-    "{lower}/models/criterions/{lower}.py": '''\
-import torch.nn as nn
-
-
-class {Name}Criterion(nn.Module):
-
-    def __init__(self, **kwargs):
-        super().__init__()
-        self.bce_loss = nn.BCELoss()
-
-    def forward(self, net_out, batch):
-        return {"loss": self.bce_loss(net_out["pred"].squeeze(1), batch["target"])}
-''',
-    "{lower}/models/criterions/factory.py": '''\
-from bootstrap.lib.options import Options
-
-from .{lower} import {Name}Criterion
-
-
-def factory(engine=None, mode=None):
-    opt = Options()["model.criterion"]
-    if opt["name"] != "{lower}":
-        raise ValueError(opt["name"])
-    return {Name}Criterion()
-''',
-    "{lower}/models/metrics/__init__.py": "",
-    "{lower}/models/metrics/{lower}.py": '''\
-import torch.nn as nn
-
-
-class {Name}Metric(nn.Module):
-
-    def __init__(self, thresh=0.5, **kwargs):
-        super().__init__()
-        self.thresh = thresh
-
-    def forward(self, cri_out, net_out, batch):
-        pred = (net_out["pred"].squeeze(1) > self.thresh).float()
-        return {"accuracy": (pred == batch["target"]).float().mean()}
-''',
-    "{lower}/models/metrics/factory.py": '''\
-from bootstrap.lib.options import Options
-
-from .{lower} import {Name}Metric
-
-
-def factory(engine=None, mode=None):
-    opt = Options()["model.metric"]
-    if opt["name"] != "{lower}":
-        raise ValueError(opt["name"])
-    return {Name}Metric(thresh=opt.get("thresh", 0.5))
-''',
-    "{lower}/options/{lower}.yaml": """\
-exp:
-  dir: logs/{lower}/1_exp
-  resume:  # last, best_[...], or empty (from scratch)
-dataset:
-  import: {lower}.datasets.factory
-  dir: data/{lower}
-  train_split: train
-  eval_split: val
-  nb_threads: 0
-  batch_size: 64
-  nb_items: 100
-model:
-  name: default
-  network:
-    import: {lower}.models.networks.factory
-    name: {lower}
-    dim_in: 10
-    dim_out: 1
-  criterion:
-    import: {lower}.models.criterions.factory
-    name: {lower}
-  metric:
-    import: {lower}.models.metrics.factory
-    name: {lower}
-    thresh: 0.5
-optimizer:
-  name: adam
-  lr: 0.0004
-engine:
-  name: default
-  nb_epochs: 10
-  print_freq: 10
-  saving_criteria:
-  - loss:min      # save when new_best < best
-  - accuracy:max  # save when new_best > best
-misc:
-  cuda: false
-  seed: 1337
-view:
-- logs:train_epoch.loss+logs:eval_epoch.loss
-- logs:train_batch.loss
-- logs:train_epoch.accuracy+logs:eval_epoch.accuracy
-""",
-}
+#: Relative path -> content; ``{lower}`` and ``{Name}`` are replaced by the project's names (the template
+#: ``bootstrap-repro new`` migrates to bootstrap-repro's API).
+TEMPLATE: dict[str, str] = SEED_TEMPLATE
 
 
 def new_project(prj_name: str, prj_dir: str = ".") -> Path:
@@ -221,10 +34,10 @@ def new_project(prj_name: str, prj_dir: str = ".") -> Path:
     root = Path(prj_dir) / f"{lower}.bootstrap.pytorch"
     root.mkdir()  # FileExistsError when it exists: nothing is overwritten
     print(f"Creating project {lower} in {root}")
-    for rel, content in TEMPLATE.items():
-        path = root / rel.replace("{lower}", lower)
+    for rel, content in render(prj_name).items():
+        path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content.replace("{lower}", lower).replace("{Name}", prj_name), encoding="utf-8")
+        path.write_text(content, encoding="utf-8")
     return root
 
 
