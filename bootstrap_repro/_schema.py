@@ -75,6 +75,18 @@ def _criteria(value: list[str]) -> list[str]:
     return value
 
 
+def _env_names(value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.isidentifier() for v in value):
+        raise ValueError("expected a list of environment variable names like [MY_SCALE]")
+    return value
+
+
+def _globs(value: Any) -> Any:
+    if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) and v for v in value)):
+        raise ValueError("expected a list of path globs like ['*.log', 'cache/**'] (or null)")
+    return value
+
+
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
 Size = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -85,12 +97,12 @@ class Exp(_Section):
     dir: Annotated[str | None, AfterValidator(_exp_dir)] = None
     resume: Name | None = None
     max_untracked_mb: Size | None = None
-    env_keys: list[str] = []
-    env_ignore: list[str] = []
-    secret_globs: list[str] | None = None
+    env_keys: Annotated[Any, AfterValidator(_env_names)] = []
+    env_ignore: Annotated[Any, AfterValidator(_env_names)] = []
+    secret_globs: Annotated[Any, AfterValidator(_globs)] = None
+    inputs_ignore: Annotated[Any, AfterValidator(_globs)] = []
     max_input_gb: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 20
     max_inputs_archive_mb: Size = 50
-    inputs_ignore: list[str] = []
 
 
 class Misc(_Section):
@@ -158,14 +170,7 @@ class Model(_Section):
 
 
 class Docker(_Section):
-    image: Name | None = None
-    dockerfile: Name | None = None
-    build_args: list[str] = []
-    gpus: str | NonNegInt = "none"
-    shm_size: Name = "2g"
-    env: list[str] = []
-    mounts: list[str] = []
-    network: Name | None = None
+    """``runtime.docker``: its values are checked by the Docker runtime (``runtimes/_docker.py``) when it is used."""
 
 
 class Runtime(_Section):
@@ -268,7 +273,8 @@ def check(tree: Mapping[str, Any], *, overrides: Mapping[str, Any] = (), source:
                      if key == k or key.startswith(k + ".") or key.startswith(k + "[")), None)
         where = f"--{flag}" if flag else key
         origin = "" if flag or not source else f" (in {Path(source).name})"
-        shows_value = err["type"] == "value_error" and isinstance(value, list)  # the message names the item
+        shows_value = err["type"] == "value_error" and isinstance(value, list) and any(
+            repr(v) in what for v in value)  # the message names the bad item already
         got = f", got {_shown(value)}" if not isinstance(value, Mapping) and not shows_value else ""
         raise OptionsError(f"{where}: {what}{got}{origin}") from None
 

@@ -74,15 +74,21 @@ _MISSING = object()
 # --------------------------------------------------------------------------- containers
 class _FrozenMixin:
     _frozen = False
+    _path = ""  #: the dotted key of this subtree (``model.network``), set when the tree is frozen
 
-    def _check(self) -> None:
+    def _check(self, key: Any = None) -> None:
+        """Refuse a write to a frozen tree, naming the key written (``key``: the one of this subtree)."""
         if self._frozen:
-            raise OptionsReadOnlyError(
-                "options are read-only once the run has started; set them in the file or on the command line")
+            name = ".".join(part for part in (self._path, "" if key is None else str(key)) if part)
+            where = f" (a write to {name})" if name else ""
+            one_value = bool(name) and (key is not None or isinstance(self, list))
+            fix = f"set it in the options file or with --{name} VALUE" if one_value else \
+                "set them in the file or on the command line"
+            raise OptionsReadOnlyError(f"options are read-only once the run has started{where}; {fix}")
 
     def lock(self) -> None:
         """Make this subtree read-only (the seed's name for what a run does with :meth:`Options.freeze`)."""
-        _freeze(self)
+        _freeze(self, self._path)
 
     def islocked(self) -> bool:
         """Whether this subtree is read-only."""
@@ -93,11 +99,11 @@ class OptionsDict(_FrozenMixin, dict):  # type: ignore[misc]
     """A ``dict`` of options that becomes read-only when its tree is frozen."""
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._check()
+        self._check(key)
         super().__setitem__(key, value)
 
     def __delitem__(self, key: Any) -> None:
-        self._check()
+        self._check(key)
         super().__delitem__(key)
 
     def _blocked(self, *args: Any, **kwargs: Any) -> Any:
@@ -109,7 +115,7 @@ class OptionsDict(_FrozenMixin, dict):  # type: ignore[misc]
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         if key not in self:
-            self._check()
+            self._check(key)
         return super().setdefault(key, default)
 
     def pop(self, *args: Any) -> Any:  # type: ignore[override]
@@ -169,11 +175,12 @@ def _wrap(value: Any) -> Any:
     return value
 
 
-def _freeze(value: Any) -> None:
+def _freeze(value: Any, path: str = "") -> None:
     if isinstance(value, (OptionsDict, OptionsList)):
         value._frozen = True
-        for v in value.values() if isinstance(value, dict) else value:
-            _freeze(v)
+        value._path = path
+        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
+            _freeze(v, f"{path}.{k}" if path else str(k))
 
 
 def _plain(value: Any) -> Any:
@@ -235,6 +242,8 @@ def read_yaml(path: Path, shown: str | None = None, *, what: str = "options file
     except ValueError as exc:  # Python's int parsing limit (4,300 digits), a bad base-60 or date value
         if isinstance(exc, error):
             raise
+        if "integer string conversion" in str(exc):
+            raise error(f"{shown}: YAML error: a number of more than 4300 digits; fix the file") from None
         raise error(f"{shown}: YAML value refused ({str(exc).splitlines()[0]}); fix the file") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -48,6 +48,17 @@ IMPORTS: dict[tuple[str, str], Target] = {
     ("bootstrap.models.networks.factory", "factory"): Target("bootstrap_repro.models", "network_factory"),
     ("bootstrap.models.criterions.factory", "factory"): Target("bootstrap_repro.models", "criterion_factory"),
     ("bootstrap.models.metrics.factory", "factory"): Target("bootstrap_repro.models", "metric_factory"),
+    ("bootstrap.models.criterions.nll", "NLLLoss"): Target("bootstrap_repro.models", "NLLLoss"),
+    ("bootstrap.models.criterions.cross_entropy", "CrossEntropyLoss"): Target("bootstrap_repro.models",
+                                                                              "CrossEntropyLoss"),
+    ("bootstrap.models.criterions.bce", "BCEWithLogitsLoss"): Target("bootstrap_repro.models", "BCEWithLogitsLoss"),
+}
+
+#: Seed modules whose names stay on the compatibility layer though bootstrap-repro has look-alikes: why.
+KEPT: dict[str, str] = {
+    "bootstrap.models.metrics.accuracy": "the seed's Accuracy logs accuracy_top<k> and its accuracy() takes "
+                                         "ignore_index (bootstrap_repro.models.Accuracy logs acctop<k>); "
+                                         "the compatibility layer keeps the seed's",
 }
 
 #: ``from bootstrap import X`` -> ``from bootstrap_repro import X`` when the module only uses ``X.factory``.
@@ -275,7 +286,8 @@ def rewrite_python(source: str, path: str) -> tuple[str, list[Note]]:
                 target = IMPORTS.get((node.module, alias.name))
                 why = None if target is None else _why_not(mod, local, target)
                 if target is None:
-                    why = "bootstrap-repro has no equivalent; the compatibility layer keeps it working"
+                    why = KEPT.get(node.module, "bootstrap-repro has no equivalent; the compatibility layer keeps it "
+                                                "working")
             if target is None or why is not None:
                 kept.append(_alias(alias.name, alias.asname))
                 notes.append(Note(path, node.lineno, f"left as it is: `from {node.module} import {alias.name}`: {why}"))

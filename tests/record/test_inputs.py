@@ -136,7 +136,8 @@ def test_env_keys_must_be_names(capsys, tiny_file, bad):
     opts = str(tiny_file({"exp": {"env_keys": bad}}))
     assert main(["run", "-o", opts]) == 2
     assert capsys.readouterr().err == (
-        f"error: exp.env_keys: expected a list of environment variable names like [MY_SCALE], got {bad!r}\n")
+        f"error: exp.env_keys: expected a list of environment variable names like [MY_SCALE], got {bad!r} "
+        f"(in options.yaml)\n")
 
 
 def test_the_same_command_after_an_input_changed_says_so(capsys, tiny_file, tmp_path, monkeypatch):

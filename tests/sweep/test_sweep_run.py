@@ -145,15 +145,15 @@ def test_pruner_stops_bad_trials_and_cached_trials_are_told(tmp_path):
 # --------------------------------------------------------------------------- failures
 def test_a_crashing_trial_does_not_take_the_driver_down(tmp_path):
     f = write_sweep(tmp_path, sweep={"n_trials": 1},
-                    params={"dataset.batch_size": {"type": "categorical", "choices": [0, 16]}},
-                    enqueue=[{"dataset.batch_size": 0}])
+                    params={"model.network.hidden": {"type": "categorical", "choices": [-1, 16]}},
+                    enqueue=[{"model.network.hidden": -1}])
     r = sweep_cli(f)
     assert r.returncode == 1, r.stdout + r.stderr  # the sweep ran to its end; no trial completed
     [t] = study_trials(tmp_path / "sweep")
-    # the trial's run refuses batch_size 0 (bad input, exit 2): a failure of its own, not retried
+    # the trial's run refuses hidden -1 (the mlp refuses it: bad input, exit 2): a failure of its own, not retried
     assert t.state.name == "FAIL" and t.user_attrs["returncode"] == 2 and "lost" not in t.user_attrs
     record = json.loads((tmp_path / "sweep" / "trials" / "0000" / "sweep_trial.json").read_text())
-    assert record["state"] == "FAIL" and "batch_size" in record["error"]
+    assert record["state"] == "FAIL" and "model.network" in record["error"]
     assert "0 complete, 0 pruned, 1 failed (n_trials 1)" in r.stdout
     assert (tmp_path / "sweep" / "view.html").is_file()
 

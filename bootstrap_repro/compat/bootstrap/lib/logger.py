@@ -8,7 +8,8 @@ without ``dir_logs``) and later calls return it, as the seed's singleton did.  V
 - the levels ``Logger.DEBUG/INFO/SUMMARY/WARNING/ERROR/SYSTEM`` (the seed's ints), ``set_level``,
   and ``Logger()(msg, log_level=Logger.WARNING)``;
 - a message at ``Logger.ERROR`` raises (``raise_error=False`` only logs it), as in the seed;
-- ``log_dict(group, d)`` keeps ``perf_memory`` and checks the keys, as in the seed (not in ``logs.json``).
+- ``log_dict(group, d)`` keeps ``perf_memory`` and checks the keys, as in the seed (not in ``logs.json``);
+- ``values`` holds numbers, as the seed's (the native logger's may hold the engine's tensors until a flush).
 """
 
 from __future__ import annotations
@@ -89,6 +90,16 @@ class Logger:
             object.__setattr__(self, name, value)
         else:
             setattr(self._native, name, value)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The logged values by name, as numbers: the engine's tensors logged since the last flush are read first.
+
+        The seed logged ``value.item()``; bootstrap-repro's logger keeps the engine's per-batch tensors
+        until ``flush()`` (no device sync per batch), so reading them here costs one transfer per key.
+        """
+        self._native.materialize()
+        return self._native.values
 
     @property
     def dir_logs(self) -> str | None:

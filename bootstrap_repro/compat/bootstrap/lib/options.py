@@ -100,7 +100,7 @@ class OptionsDict(_native.OptionsDict):
         raise KeyError(key)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._check()
+        self._check(key)
         if isinstance(key, str) and "." in key:
             first, rest = key.split(".", 1)
             node = dict.get(self, first)

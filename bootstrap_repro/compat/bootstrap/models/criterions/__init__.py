@@ -1,1 +1,1 @@
-"""``bootstrap.models.criterions``: ``factory``."""
+"""``bootstrap.models.criterions``: ``factory``; ``nll``, ``cross_entropy``, ``bce`` (the seed's loss classes)."""

@@ -1,1 +1,1 @@
-"""``bootstrap.models.metrics``: ``factory``."""
+"""``bootstrap.models.metrics``: ``factory``; ``accuracy`` (the seed's ``Accuracy`` and ``accuracy``)."""
