@@ -109,7 +109,8 @@ def bad_value(key: str) -> st.SearchStrategy[Any]:
     if key == "model.metric.topk":
         return (st.lists(st.integers(max_value=0), min_size=1, max_size=3) | st.just([])
                 | anything.filter(lambda v: not _is_int(v) and not isinstance(v, list)))
-    return anything.filter(lambda v: not isinstance(v, list))  # exp.env_keys, exp.inputs_ignore: lists of str
+    return anything.filter(  # exp.env_keys (a list of names), exp.inputs_ignore (a list of globs, or null)
+        lambda v: not isinstance(v, list) and not (key == "exp.inputs_ignore" and v is None))
 
 
 ALL_KEYS = [*INTS, *FLOATS, *BOOLS, *ENUMS, *STRINGS, *LISTS, *SECTIONS, *IMPORTS]
