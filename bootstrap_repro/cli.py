@@ -554,18 +554,9 @@ def _read_logs(exp_dir: str, log: str = "logs") -> dict[str, Any]:
     path = Path(exp_dir) / f"{log}.json"
     if not path.is_file():
         raise OptionsError(f"{exp_dir}: no {log}.json; is it an experiment dir?")
-    fix = f"the logs file is damaged (was it edited or copied in part?): restore it, or leave {exp_dir} out"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise OptionsError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
-    except (ValueError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
-        if "integer string conversion" in reason:
-            reason = "a number of more than 4300 digits"
-        raise OptionsError(f"{path}: not valid JSON ({reason}); {fix}") from None
-    if not isinstance(data, dict):
-        raise OptionsError(f"{path}: expected a JSON object of lists, got {type(data).__name__}; {fix}")
+    from bootstrap_repro.views._items import read_log_object
+
+    data = read_log_object(path, f"restore it, or leave {exp_dir} out")
     return data
 
 

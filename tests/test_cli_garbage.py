@@ -70,9 +70,8 @@ def test_view_of_a_damaged_logs_file(capsys, tmp_path, monkeypatch, case):
     content, reason = UNREADABLE[case]
     exp = exp_with(tmp_path, "exp", content)
     refused(capsys, tmp_path, ["view", str(exp)],
-            f"{exp / 'logs.json'}: {reason}; the logs file is damaged"
-            + (" (was it edited or copied in part?)" if reason.startswith("not valid") else " (was it edited?)")
-            + ": restore it, then run view again")
+            f"{exp / 'logs.json'}: {reason}; the logs file is damaged (was it edited or copied in part?): "
+            f"restore it, then run view again")
     assert not (exp / "view.html").exists()
 
 

@@ -330,28 +330,6 @@ class PostgresStudyStorage(StudyStorage):
                                            heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
         return self._storage
 
-    def _cut_incomplete_tail(self) -> None:
-        """Drop a last line cut short by a killed writer, under Optuna's own append lock.
-
-        Optuna skips such a line when it reads, but its next append would land on it and make the
-        journal unreadable; the journal is append-only, so the cut loses nothing that was written.
-        """
-        from optuna.storages.journal import JournalFileSymlinkLock
-
-        lock = JournalFileSymlinkLock(str(self.path))
-        lock.acquire()
-        try:
-            with open(self.path, "rb+") as f:
-                raw = f.read()
-                keep = raw.rfind(b"\n") + 1
-                if keep < len(raw):
-                    f.truncate(keep)
-                    os.fsync(f.fileno())
-                    print(f"warning: {self.path}: its last line was incomplete (a write cut short, "
-                          f"{len(raw) - keep} bytes); removed before the study goes on", file=sys.stderr)
-        finally:
-            lock.release()
-
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         import sqlalchemy

@@ -249,14 +249,10 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and (isinstance(v, int) or math.isfinite(v))
 
 
-def check_log(path: str | Path) -> list[str]:
-    """Read ``<log>.json`` strictly (``bootstrap-repro view``): what the view will leave out or draw oddly.
-
-    A file that is not UTF-8 JSON holding an object raises a one-line :class:`OptionsError`
-    (the logger writes it whole, so it was damaged); keys whose value is not a list, and lists
-    holding values that are not finite numbers (NaN, text, nested lists), give one warning each.
-    """
+def read_log_object(path: str | Path, fix: str) -> dict[str, Any]:
+    """A logs file as the JSON object it must be; anything else is a one-line :class:`OptionsError` ending in ``fix``."""
     path = Path(path)
+    damaged = "the logs file is damaged (was it edited or copied in part?)"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -265,11 +261,20 @@ def check_log(path: str | Path) -> list[str]:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
         if "integer string conversion" in reason:
             reason = "a number of more than 4300 digits"
-        raise OptionsError(f"{path}: not valid JSON ({reason}); the logs file is damaged (was it edited or copied "
-                           f"in part?): restore it, then run view again") from None
+        raise OptionsError(f"{path}: not valid JSON ({reason}); {damaged}: {fix}") from None
     if not isinstance(data, dict):
-        raise OptionsError(f"{path}: expected a JSON object of lists, got {type(data).__name__}; the logs file is "
-                           f"damaged (was it edited?): restore it, then run view again")
+        raise OptionsError(f"{path}: expected a JSON object of lists, got {type(data).__name__}; {damaged}: {fix}")
+    return data
+
+
+def check_log(path: str | Path) -> list[str]:
+    """Read ``<log>.json`` strictly (``bootstrap-repro view``): what the view will leave out or draw oddly.
+
+    A file that is not UTF-8 JSON holding an object raises a one-line :class:`OptionsError`
+    (the logger writes it whole, so it was damaged); keys whose value is not a list, and lists
+    holding values that are not finite numbers (NaN, text, nested lists), give one warning each.
+    """
+    data = read_log_object(path, "restore it, then run view again")
     notes = []
     not_lists = [k for k, v in data.items() if not isinstance(v, list)]
     if not_lists:
