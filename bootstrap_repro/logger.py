@@ -21,15 +21,18 @@ import json
 import math
 import os
 import sys
+import threading
+import time
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from bootstrap_repro._current import Activatable
 from bootstrap_repro.errors import UnsafePathError
-from bootstrap_repro.fileio import atomic_write_text
+from bootstrap_repro.fileio import _fsync_dir, _write_temp
 
-__all__ = ["Logger", "read_logs"]
+__all__ = ["Logger", "read_logs", "load_log", "JOURNAL_SUFFIX"]
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 
@@ -87,16 +90,107 @@ def _dumps_list(values: list[Any]) -> str:
         return json.dumps([_json_safe(v) for v in values], allow_nan=False)
 
 
-def read_logs(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
-    """Read a ``logs.json``; a missing file gives ``{}``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of lists")
+#: ``<name>.json.journal``: the values flushed since ``<name>.json`` was last written whole.
+JOURNAL_SUFFIX = ".journal"
+
+
+def _fingerprint(data: bytes | None) -> list[int] | None:
+    """What identifies one version of ``<name>.json``: its size and CRC-32."""
+    return None if data is None else [len(data), zlib.crc32(data)]
+
+
+def journal_records(raw: bytes, base: bytes | None) -> tuple[list[dict[str, Any]], int, int] | None:
+    """The records of journal bytes ``raw`` that apply to the json file whose bytes are ``base``.
+
+    Returns ``(records, valid_bytes, valid_lines)``, where the ``valid_*`` count the complete,
+    well-formed lines (a line torn by a crash and everything after it are left out), or None
+    when the journal does not belong to this version of the json file (it was written whole after
+    every record of the journal: nothing to replay).
+
+    A journal is a header line ``{"journal": 1, "base": [size, crc32]}`` naming the json file it
+    extends, then one line per flush, ``{"a": {key: [new values]}, "s": {key: value}}``.  Before the
+    json file is rewritten whole, a ``{"mark": [size, crc32], "at": LINE}`` line says that the new
+    file holds every record up to line ``LINE``: a crash between the rename and the journal's reset
+    then replays only the records after it.
+    """
+    lines: list[Any] = []
+    valid = 0
+    for line in raw.split(b"\n")[:-1]:  # the last piece has no newline: torn or empty
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            break
+        valid += len(line) + 1
+    if not lines or not isinstance(lines[0], dict) or lines[0].get("journal") != 1:
+        return None
+    fp = _fingerprint(base)
+    start = 1 if lines[0].get("base") == fp else None
+    for i, rec in enumerate(lines):
+        if isinstance(rec, dict) and "mark" in rec and rec["mark"] == fp and isinstance(rec.get("at"), int):
+            start = rec["at"] + 1  # the last mark naming this file wins
+    if start is None:
+        return None
+    records = [r for r in lines[start:] if isinstance(r, dict) and "mark" not in r]
+    return records, valid, len(lines)
+
+
+def _apply(data: dict[Any, Any], records: list[dict[str, Any]]) -> dict[Any, Any]:
+    for rec in records:
+        for k, vs in (rec.get("a") or {}).items():
+            cur = data.get(k)
+            if isinstance(cur, list) and isinstance(vs, list):
+                cur.extend(vs)
+            else:
+                data[k] = list(vs) if isinstance(vs, list) else vs
+        for k, v in (rec.get("s") or {}).items():
+            data[k] = v
     return data
+
+
+def _read_or_none(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def load_log(path: str | os.PathLike[str], parse: Callable[[bytes | None], Any]) -> Any:
+    """``parse(bytes of the json file, None when missing)`` with the values of ``<path>.journal``
+    the file does not hold yet: every reader of a logs file goes through here.
+
+    ``parse`` may raise (a strict reader); when it returns a dict, the journal's records are
+    applied to it.  A writer compacting between the two reads is seen (the json file changed) and
+    both are read again.
+    """
+    path = os.fspath(path)
+    for attempt in range(5):
+        base = _read_or_none(path)
+        data = parse(base)
+        raw = _read_or_none(path + JOURNAL_SUFFIX)
+        if raw is None or not isinstance(data, dict):
+            return data
+        found = journal_records(raw, base)
+        if found is None:
+            if attempt < 4 and _read_or_none(path) != base:
+                continue  # compacted meanwhile
+            return data
+        return _apply(data, found[0])
+    return data  # pragma: no cover
+
+
+def read_logs(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
+    """Read a ``logs.json`` and the values flushed to its journal since; a missing file gives ``{}``."""
+
+    def parse(text: bytes | None) -> dict[str, Any]:
+        if text is None:
+            return {}
+        data = json.loads(text.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object of lists")
+        return data
+
+    return load_log(path, parse)
 
 
 class Logger(Activatable):
@@ -124,8 +218,8 @@ class Logger(Activatable):
         self.print_fn: Callable[[str], None] = lambda line: print(line, file=sys.stdout, flush=True)
         #: Keys that may hold tensors -> index of the first value that may be one.
         self._pending: dict[str, int] = {}
-        #: Keys of list values -> (the values already encoded, their JSON text without brackets).
-        self._encoded: dict[str, tuple[list[Any], str]] = {}
+        #: The journal of flushed values (see :func:`journal_records`); None until the first flush.
+        self._journal = _JournalWriter(self)
         self._buffer: list[str] = []
         self._txt: IO[str] | None = None
         if dir_logs is not None:
@@ -146,7 +240,8 @@ class Logger(Activatable):
         """
         self.dir = Path(dir_logs)
         self.dir.mkdir(parents=True, exist_ok=True)
-        if load and self.json_path and self.json_path.exists():
+        self._journal.reset(load=load)
+        if load and self.json_path and (self.json_path.exists() or self._journal.path.exists()):
             self.values = read_logs(self.json_path)
         path = self.dir / f"{self.name}.txt"
         try:  # an experiment dir you did not write may hold a symlink here: never append through it
@@ -163,7 +258,9 @@ class Logger(Activatable):
         self._buffer.clear()
 
     def close(self) -> None:
-        """Close the text file (values already flushed stay on disk)."""
+        """Write ``<name>.json`` whole, drop its journal and close the files (values already flushed
+        stay on disk; a run killed before this leaves them in the journal, read back by every reader)."""
+        self._journal.close()
         if self._txt is not None:
             self._txt.close()
             self._txt = None
@@ -212,42 +309,29 @@ class Logger(Activatable):
         self._pending.clear()
 
     def to_json(self) -> str:
-        """The text of ``<name>.json``: ``json.dumps`` of the (materialized) values, NaN as null.
-
-        The encoded text of each list is kept, so a flush encodes only the values
-        logged since the previous one; a list whose already-encoded part changed
-        (truncated, edited in place) is encoded again in full.
-        """
+        """The text of ``<name>.json``: ``json.dumps`` of the (materialized) values, NaN as null."""
         self.materialize()
-        if not all(isinstance(k, str) for k in self.values):  # json.dumps turns such keys into strings
-            self._encoded.clear()
-            safe = {k: [_json_safe(v) for v in vs] if isinstance(vs, list) else _json_safe(vs)
-                    for k, vs in self.values.items()}
-            return json.dumps(safe, allow_nan=False)
-        encoded, parts = {}, []
-        for k, vs in self.values.items():
-            if isinstance(vs, list):
-                done, text = self._encoded.get(k, ((), ""))
-                n = len(done)
-                if n > len(vs) or vs[:n] != done:  # C-speed check; equal values compare by identity first
-                    n, text = 0, ""
-                if len(vs) > n:
-                    more = _dumps_list(vs[n:])[1:-1]
-                    text = f"{text}, {more}" if n else more
-                encoded[k] = (vs[:], text)
-                parts.append(f"{json.dumps(k)}: [{text}]")
-            else:
-                parts.append(f"{json.dumps(k)}: {json.dumps(_json_safe(vs), allow_nan=False)}")
-        self._encoded = encoded
-        return "{" + ", ".join(parts) + "}"
+        safe = {k: [_json_safe(v) for v in vs] if isinstance(vs, list) else _json_safe(vs)
+                for k, vs in self.values.items()}
+        return json.dumps(safe, allow_nan=False)
 
     def flush(self) -> None:
-        """Write all values to ``<name>.json`` atomically (temp file + rename)."""
-        if self.json_path is None:
-            self.materialize()
-            return
-        # The directory is fsynced by the checkpoint commit that follows each epoch.
-        atomic_write_text(self.json_path, self.to_json() + "\n", fsync_dir=False)
+        """Make the values logged since the last flush durable, in time and bytes proportional to them.
+
+        They are appended (one line, fsynced) to ``<name>.json.journal``; ``<name>.json`` itself is
+        rewritten whole (atomically) at the first flush, after values were truncated or edited in
+        place, and on a background thread each time the journal has grown past the json file's
+        size (so the total work stays proportional to the values logged), and at :meth:`close`.
+        """
+        self.materialize()
+        if self.json_path is not None:
+            self._journal.flush()
+
+    def compact(self) -> None:
+        """Write ``<name>.json`` whole now and restart its journal (waits for a background one)."""
+        self.materialize()
+        if self.json_path is not None:
+            self._journal.flush(full=True)
 
     def lengths(self) -> dict[str, int]:
         """How many values each key holds (saved in checkpoints)."""
@@ -256,6 +340,7 @@ class Logger(Activatable):
     def truncate(self, lengths: Mapping[str, int]) -> None:
         """Drop values logged after a checkpoint that recorded ``lengths``."""
         self.values = {k: v[: lengths[k]] for k, v in self.values.items() if k in lengths}
+        self._journal.dirty = True  # the next flush writes the json file whole
         self._pending = {k: i for k, i in self._pending.items() if k in self.values}
 
     # ------------------------------------------------------------------ messages
@@ -280,6 +365,253 @@ class Logger(Activatable):
 
     def error(self, *message: Any) -> None:
         self.log_message(*message, level="ERROR")
+
+
+def _key_text(k: Any) -> bytes:
+    """The JSON text of ``k`` as an object key (``json.dumps`` turns 1 into "1")."""
+    return json.dumps({k: 0})[1:-4].encode("utf-8")
+
+
+class _JournalWriter:
+    """Appends each flush's new values to ``<name>.json.journal`` and rewrites ``<name>.json`` whole
+    now and then (off the training thread), keeping the journal's protocol (:func:`journal_records`).
+
+    It keeps the JSON text of every flushed value, as chunks per key, so that rewriting the json file
+    never reads the logger's lists (which the training thread keeps appending to).
+    """
+
+    #: Rewrite the json file when the journal holds more than ``max(MIN_BYTES, json size)`` bytes.
+    MIN_BYTES = 1 << 20
+
+    def __init__(self, logger: Logger) -> None:
+        self.logger = logger
+        self.lock = threading.RLock()
+        self.fd: int | None = None
+        self.dirty = True  # the next flush rewrites the json file whole
+        self.load = False
+        self.lines = 0  # lines in the journal, the header included
+        self.size = 0  # bytes in the journal
+        self.json_size = 0
+        #: key -> (the list flushed, its length then, its last value) or (None, 0, the scalar's JSON text).
+        self.flushed: dict[Any, tuple[list[Any] | None, int, Any]] = {}
+        #: key -> (is a list, JSON texts of its values in order, without brackets).
+        self.chunks: dict[Any, tuple[bool, list[bytes]]] = {}
+        self.keys: dict[Any, bytes] = {}
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(f"{self.logger.json_path}{JOURNAL_SUFFIX}")
+
+    def reset(self, *, load: bool) -> None:
+        """A new directory: the first flush rewrites the json file (``load``: the journal there holds
+        values of this run, kept until the new file is in place)."""
+        self.close(write=False)
+        self.dirty, self.load = True, load
+
+    def close(self, write: bool = True) -> None:
+        self.wait()
+        with self.lock:
+            if write and self.fd is not None and self.lines > 1:
+                self._compact()
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+                if write and self.lines <= 1:  # an empty journal: the json file holds everything
+                    self.path.unlink(missing_ok=True)
+            self.dirty = True
+
+    def wait(self) -> None:
+        """Wait for the background rewrite; raise its error."""
+        thread = self.thread
+        if thread is not None:
+            thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    # ----------------------------------------------------------------- flush
+    def flush(self, full: bool = False) -> None:
+        values = self.logger.values
+        if full or self.dirty or self.fd is None:
+            self.wait()
+            with self.lock:
+                self._rewrite()
+            return
+        appended, scalars, chunks = [], [], self.chunks
+        flushed, keys = self.flushed, self.keys
+        for k, vs in values.items():
+            st = flushed.get(k)
+            if type(vs) is list:
+                n = 0
+                if st is not None:
+                    lst, n, last = st
+                    if lst is not vs or len(vs) < n or (n and vs[n - 1] is not last):
+                        return self.flush(full=True)  # truncated or edited in place
+                if len(vs) > n:
+                    text = _dumps_list(vs[n:])[1:-1].encode("utf-8")
+                    kt = keys.get(k) or keys.setdefault(k, _key_text(k))
+                    appended.append((k, kt, text))
+                    flushed[k] = (vs, len(vs), vs[-1])
+            else:
+                if st is not None and st[0] is not None:
+                    return self.flush(full=True)  # a list became a scalar
+                text = json.dumps(_json_safe(vs), allow_nan=False).encode("utf-8")
+                if st is None or st[2] != text:
+                    kt = keys.get(k) or keys.setdefault(k, _key_text(k))
+                    scalars.append((k, kt, text))
+                    flushed[k] = (None, 0, text)
+        if len(flushed) != len(values):
+            return self.flush(full=True)  # a key was deleted
+        if not appended and not scalars:
+            return None
+        parts = []
+        if appended:
+            parts.append(b'"a": {' + b", ".join(kt + b": [" + t + b"]" for _, kt, t in appended) + b"}")
+        if scalars:
+            parts.append(b'"s": {' + b", ".join(kt + b": " + t for _, kt, t in scalars) + b"}")
+        line = b"{" + b", ".join(parts) + b"}\n"
+        with self.lock:
+            for k, _, t in appended:
+                entry = chunks.get(k)
+                if entry is None:
+                    chunks[k] = (True, [t])
+                else:
+                    entry[1].append(t)
+            for k, _, t in scalars:
+                chunks[k] = (False, [t])
+            self._append(line)
+            grown = self.size > max(self.MIN_BYTES, self.json_size)
+        if grown and (self.thread is None or not self.thread.is_alive()):
+            self.wait()
+            self.thread = threading.Thread(target=self._background, name="logs-json-rewrite", daemon=True)
+            self.thread.start()
+        return None
+
+    def _append(self, line: bytes) -> None:
+        assert self.fd is not None
+        os.write(self.fd, line)
+        os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
+        self.lines += 1
+        self.size += len(line)
+
+    # --------------------------------------------------------------- rewrite
+    def _snapshot(self) -> list[tuple[bytes, bool, list[bytes]]]:
+        return [(self.keys.get(k) or self.keys.setdefault(k, _key_text(k)), is_list, list(texts))
+                for k, (is_list, texts) in self.chunks.items()]
+
+    def _write_json(self, snapshot: list[tuple[bytes, bool, list[bytes]]]) -> tuple[Path, list[int]]:
+        """The json file's text from ``snapshot`` into a fsynced temporary file; its fingerprint."""
+        path = self.logger.json_path
+        assert path is not None
+        crc, size = 0, 0
+
+        def writer(f: IO[bytes]) -> None:
+            nonlocal crc, size
+
+            def put(b: bytes) -> None:
+                nonlocal crc, size
+                f.write(b)
+                crc = zlib.crc32(b, crc)
+                size += len(b)
+
+            put(b"{")
+            for i, (kt, is_list, texts) in enumerate(snapshot):
+                put((b", " if i else b"") + kt + (b": [" if is_list else b": "))
+                first = True
+                for t in texts:
+                    if t:
+                        put(t if first else b", " + t)
+                        first = False
+                if is_list:
+                    put(b"]")
+            put(b"}\n")
+
+        tmp = _write_temp(path, writer, fsync=True)
+        return tmp, [size, crc]
+
+    def _new_journal(self, fp: list[int], tail: bytes = b"", tail_lines: int = 0) -> None:
+        header = json.dumps({"journal": 1, "base": fp}).encode("utf-8") + b"\n"
+        tmp = _write_temp(self.path, lambda f: f.write(header + tail), fsync=True)
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)  # both renames (json file, journal) are durable
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self.lines, self.size = 1 + tail_lines, len(header) + len(tail)
+
+    def _rewrite(self) -> None:
+        """Rewrite the json file whole from the logger's values (under the lock, no thread running)."""
+        logger = self.logger
+        keys = self.keys
+        self.flushed.clear()
+        self.chunks = {}
+        for k, vs in logger.values.items():
+            if type(vs) is list:
+                self.chunks[k] = (True, [_dumps_list(vs)[1:-1].encode("utf-8")])
+                self.flushed[k] = (vs, len(vs), vs[-1] if vs else None)
+            else:
+                text = json.dumps(_json_safe(vs), allow_nan=False).encode("utf-8")
+                self.chunks[k] = (False, [text])
+                self.flushed[k] = (None, 0, text)
+            keys.get(k) or keys.setdefault(k, _key_text(k))
+        tmp, fp = self._write_json(self._snapshot())
+        try:
+            if self.fd is None and not self.load:
+                self.path.unlink(missing_ok=True)  # a journal of an earlier run in this dir
+            elif self.fd is None and self.path.exists():
+                # A resumed run: cut a torn last line, then mark the journal as included in the new file.
+                raw = self.path.read_bytes()
+                found = journal_records(raw, _read_or_none(os.fspath(self.logger.json_path)))
+                if found is None:
+                    self.path.unlink()
+                else:
+                    os.truncate(self.path, found[1])
+                    self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                    self.lines, self.size = found[2], found[1]
+            if self.fd is not None:
+                self._append(json.dumps({"mark": fp, "at": self.lines - 1}).encode("utf-8") + b"\n")
+            os.replace(tmp, self.logger.json_path)  # type: ignore[arg-type]
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._new_journal(fp)
+        self.json_size, self.dirty, self.load = fp[0], False, False
+
+    def _background(self) -> None:
+        try:
+            self._compact()
+        except BaseException as exc:  # noqa: BLE001 - raised on the training thread by wait()
+            self.error = exc
+
+    def _compact(self) -> None:
+        """Rewrite the json file from the values flushed so far (the chunks, not the logger's lists,
+        which the training thread goes on appending to), then restart the journal with the records
+        flushed meanwhile."""
+        with self.lock:
+            if self.fd is None:
+                return
+            snapshot, at, offset = self._snapshot(), self.lines - 1, self.size
+        tmp, fp = self._write_json(snapshot)
+        with self.lock:
+            if self.fd is None:  # closed meanwhile
+                tmp.unlink(missing_ok=True)
+                return
+            with open(self.path, "rb") as f:  # the records flushed since the snapshot
+                f.seek(offset)
+                tail = f.read(self.size - offset)
+            tail_lines = self.lines - 1 - at
+            try:
+                self._append(json.dumps({"mark": fp, "at": at}).encode("utf-8") + b"\n")
+                os.replace(tmp, self.logger.json_path)  # type: ignore[arg-type]
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            self._new_journal(fp, tail, tail_lines)
+            self.json_size = fp[0]
 
 
 def _fmt(v: Any) -> str:

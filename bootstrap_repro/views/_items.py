@@ -22,6 +22,7 @@ from typing import Any
 
 from bootstrap_repro._metric_names import resolve
 from bootstrap_repro.errors import OptionsError, did_you_mean
+from bootstrap_repro.logger import load_log
 
 __all__ = [
     "Item",
@@ -235,10 +236,18 @@ def default_items(logs: Mapping[str, Mapping[str, Any]], log_names: Sequence[str
 
 
 def read_log(path: str | Path) -> dict[str, list[Any]]:
-    """Read one ``<log>.json``; a missing, partial or corrupt file reads as ``{}``."""
+    """Read one ``<log>.json`` (and the values flushed to its journal since); a missing, partial or
+    corrupt file reads as ``{}``."""
+
+    def parse(text: bytes | None) -> Any:
+        try:
+            return json.loads(text.decode("utf-8")) if text is not None else {}
+        except (ValueError, RecursionError):
+            return {}
+
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        data = load_log(path, parse)
+    except OSError:
         return {}
     if not isinstance(data, dict):
         return {}
@@ -253,8 +262,9 @@ def read_log_object(path: str | Path, fix: str) -> dict[str, Any]:
     """A logs file as the JSON object it must be; anything else is a one-line :class:`OptionsError` ending in ``fix``."""
     path = Path(path)
     damaged = "the logs file is damaged (was it edited or copied in part?)"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:  # the file, and the values flushed to its journal since it was last written whole
+        data = load_log(path, lambda text: json.loads(text.decode("utf-8") if text is not None
+                                                      else path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise OptionsError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
     except (ValueError, RecursionError) as exc:
