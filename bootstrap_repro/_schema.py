@@ -173,14 +173,35 @@ class Docker(_Section):
     """``runtime.docker``: its values are checked by the Docker runtime (``runtimes/_docker.py``) when it is used."""
 
 
+class Slurm(_Section):
+    """``runtime.slurm``: the job's resources (sbatch parameters); the partition is checked with ``sinfo``."""
+
+    partition: Name | None = None
+    time: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60  #: minutes
+    nodes: PosInt = 1
+    gpus_per_node: NonNegInt = 0
+    cpus_per_task: PosInt | None = None
+    mem_gb: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    account: Name | None = None
+    qos: Name | None = None
+    constraint: Name | None = None
+    setup: list[str] = []
+    additional: dict[str, Any] = {}
+    folder: Name | None = None
+    inner: Literal["local", "docker"] = "local"
+    signal_delay_s: NonNegInt = 90
+    max_requeues: NonNegInt = 3
+
+
 class Runtime(_Section):
     nproc_per_node: PosInt = 1
     nnodes: PosInt = 1
     node_rank: NonNegInt = 0
     rdzv_endpoint: Name | None = None
     rdzv_id: str | int | None = None
-    name: Literal["local", "docker"] = "local"
+    name: Literal["local", "docker", "slurm"] = "local"
     docker: Docker = Docker()
+    slurm: Slurm = Slurm()
 
 
 class Tree(_Section):

@@ -25,7 +25,7 @@ from bootstrap_repro.errors import ExperimentExistsError, OptionsError, ReproErr
 __all__ = ["main"]
 
 SWEEP_USAGE = "bootstrap-repro sweep SWEEP.yaml [--n-trials N] [--jobs N] [--storage URL] [--key.path VALUE ...]"
-RUN_USAGE = "bootstrap-repro run -o OPTIONS.yaml [--key.path VALUE ...] [--no-cache] [--nproc-per-node N] [-h]"
+RUN_USAGE = "bootstrap-repro run -o OPTIONS.yaml [--key.path VALUE ...] [--no-cache] [--nproc-per-node N] [--detach] [-h]"
 COMPARE_USAGE = ("bootstrap-repro compare EXP_DIR [EXP_DIR ...] [-m [LOG:]KEY:min|max ...] [-b [LOG:]KEY:min|max] "
                  "[-n N]")
 
@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--options", "--path_opts", dest="path_opts")  # --path_opts: the seed's spelling
     r.add_argument("-h", "--help", action="store_true")
     r.add_argument("--no-cache", action="store_true")
+    r.add_argument("--detach", action="store_true", help="runtime.name slurm: submit and return at once")
     rr = sub.add_parser("rerun", help="run an experiment again from its record (recorded code, options, seed)",
                         description="Materialise the recorded code (commit + diff + untracked files) in a temporary "
                                     "git worktree and run the saved options.yaml there.")
@@ -227,6 +228,10 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if wants_docker(opt):  # the same command, in a container (the record and cache work inside it)
         return launch_docker(opt, args.path_opts, overrides, cache=use_cache)
+    from bootstrap_repro.runtimes._slurm import launch_slurm, wants_slurm
+
+    if wants_slurm(opt):  # the same command, as a Slurm job (submitit); the record gains the scheduler's facts
+        return launch_slurm(opt, args.path_opts, overrides, cache=use_cache, detach=args.detach)
     if wants_distributed(opt):
         from bootstrap_repro.run import cached_run, check_exp_dir
 

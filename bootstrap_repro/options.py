@@ -60,9 +60,12 @@ DEFAULTS: dict[str, Any] = {
     "view": [],
     "runtime": {
         "nproc_per_node": 1, "nnodes": 1, "node_rank": 0, "rdzv_endpoint": None, "rdzv_id": None,
-        "name": "local",  # local | docker (runtimes/_docker.py)
+        "name": "local",  # local | docker (runtimes/_docker.py) | slurm (runtimes/_slurm.py)
         "docker": {"image": None, "dockerfile": None, "build_args": [], "gpus": "none", "shm_size": "2g",
                    "env": [], "mounts": [], "network": None},
+        "slurm": {"partition": None, "time": 60.0, "nodes": 1, "gpus_per_node": 0, "cpus_per_task": None,
+                  "mem_gb": None, "account": None, "qos": None, "constraint": None, "setup": [], "additional": {},
+                  "folder": None, "inner": "local", "signal_delay_s": 90, "max_requeues": 3},
     },
 }
 

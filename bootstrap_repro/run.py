@@ -34,6 +34,7 @@ from bootstrap_repro.errors import (CheckpointError, ExperimentExistsError, Hook
 from bootstrap_repro.fileio import JOURNAL_SUFFIX, atomic_write_text, recover_groups
 from bootstrap_repro.logger import Logger
 from bootstrap_repro.options import Options, check_resume_options
+from bootstrap_repro.record._env import scheduler_facts
 from bootstrap_repro.record import (
     LOCK_NAME,
     REPRO_DIR,
@@ -560,6 +561,7 @@ def run(
         if hit is not None:
             return hit
 
+    sched = scheduler_facts() if writer else None  # asks scontrol: before the inputs are watched
     # Inputs are discovered from here on: what the factories and the training open, import and read.
     recorder = InputRecorder.from_options(options, exp_dir).start() if writer else None
     try:
@@ -579,6 +581,8 @@ def run(
                 rec = RunRecord.begin(exp_dir, snap, resume=resume, mode="eval" if eval_only else "train",
                                       overrides=check_resume_options(options, exp_dir) if resume else None)
                 rec.data.setdefault("runtime", {})["engine"] = engine_facts(engine)
+                if sched is not None:  # a Slurm job: where and as which job (the latest one after a requeue)
+                    rec.data["scheduler"] = sched
                 rec.save()
                 done: list[bool] = []
 

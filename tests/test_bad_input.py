@@ -39,7 +39,7 @@ from test_cli import assert_bad_input
     ({"engine": [1]}, [], "engine: must be a mapping (key: value), got [1] (in options.yaml)"),
     ({"engine": {"saving_criteria": ["loss"]}}, [],
      "engine.saving_criteria: 'loss' is not NAME:min or NAME:max (e.g. loss:min, acctop1:max) (in options.yaml)"),
-    ({"runtime": {"name": "k8s"}}, [], "runtime.name: must be one of 'local' or 'docker', got 'k8s' (in options.yaml)"),
+    ({"runtime": {"name": "k8s"}}, [], "runtime.name: must be one of 'local', 'docker' or 'slurm', got 'k8s' (in options.yaml)"),
     ({"dataset": {"nb_items": 0}}, [],
      "dataset: the train split (dataset 'synthetic') has no items; check dataset.train_split and the data"),
     ({"model": {"network": {"hidden": -1}}}, [],

@@ -11,6 +11,7 @@ secret.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -18,31 +19,35 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CONTAINER_ENV",
     "ENV_ALLOWLIST",
+    "PACKAGES_FILE",
     "RESULT_ENV",
     "cpu_threads",
-    "PACKAGES_FILE",
+    "cuda_devices",
+    "current_runtime",
+    "environment",
+    "environment_fingerprint",
+    "framework_sha256",
+    "gpu_models",
     "installed_packages",
     "packages_text",
     "torch_facts",
-    "gpu_models",
-    "cuda_devices",
-    "framework_sha256",
-    "environment",
-    "environment_fingerprint",
-    "CONTAINER_ENV",
-    "current_runtime",
 ]
 
 PACKAGES_FILE = "packages.txt"
 #: Set by the Docker runtime in its containers: JSON of the container facts (``kind``, ``image``, ``run``).
 CONTAINER_ENV = "BOOTSTRAP_REPRO_CONTAINER"
+#: Set in a Slurm job of the Slurm runtime (JSON: the requested resources): the run inside does not submit again.
+SLURM_ENV = "BOOTSTRAP_REPRO_SLURM"
 #: The only environment variables a record holds: those that change numerics or device choice.
 ENV_ALLOWLIST: tuple[str, ...] = (
     "CUDA_VISIBLE_DEVICES",
@@ -230,3 +235,35 @@ def environment_fingerprint(env: dict[str, Any], runtime: dict[str, Any]) -> str
         "threads": None if (env.get("env_vars") or {}).get("OMP_NUM_THREADS") else env.get("cpu_threads"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def scheduler_facts() -> dict[str, Any] | None:
+    """Inside one of our Slurm jobs: the ``scheduler`` section of the record (None elsewhere)."""
+    raw = os.environ.get(SLURM_ENV)
+    if raw is None:
+        return None
+    try:
+        requested = json.loads(raw) or {}
+    except ValueError:
+        requested = {}
+    env = os.environ
+    facts: dict[str, Any] = {
+        "kind": "slurm",
+        "cluster": env.get("SLURM_CLUSTER_NAME"),
+        "job_id": env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID"),
+        "array_task_id": env.get("SLURM_ARRAY_TASK_ID"),
+        "node_list": env.get("SLURM_JOB_NODELIST"),
+        "partition": env.get("SLURM_JOB_PARTITION"),
+        "requested": requested.get("requested", {}),
+        "requeue_count": int(env.get("SLURM_RESTART_COUNT") or 0),
+        "submitted": None, "started": None, "ended": None,
+    }
+    job = env.get("SLURM_JOB_ID")
+    if job and shutil.which("scontrol"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=10).stdout
+            fields = dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
+            facts["submitted"] = fields.get("SubmitTime")
+            facts["started"] = fields.get("StartTime")
+            facts["time_limit"] = fields.get("TimeLimit")
+    return facts

@@ -31,6 +31,10 @@ NON_RESULT_KEYS: tuple[str, ...] = (
     "runtime.docker.mounts",  # where host paths appear, not what they hold (dataset.dir, code: in the key)
     "runtime.docker.network",
     "runtime.docker.shm_size",
+    # where and how long a Slurm job runs, not what it computes (runtime.slurm.nodes is: the world size)
+    *(f"runtime.slurm.{k}" for k in ("partition", "time", "gpus_per_node", "cpus_per_task", "mem_gb", "account",
+                                     "qos", "constraint", "setup", "additional", "folder", "inner",
+                                     "signal_delay_s", "max_requeues")),
     "view.*",
     "views.*",
 )

@@ -484,6 +484,8 @@ class RunRecord:
         if status not in STATUSES:
             raise ValueError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
         now, text = _now(), _error_text(error)
+        if isinstance(self.data.get("scheduler"), dict):
+            self.data["scheduler"]["ended"] = now
         if self.segment is not None:
             self.segment["status"] = status
         if self.session is not None:

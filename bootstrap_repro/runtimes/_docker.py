@@ -134,8 +134,8 @@ class ExpDirNotWritableError(ReproError, PermissionError):
 def wants_docker(options: Any) -> bool:
     """Whether this command must run in a container (and is not already running in one)."""
     name = options.get("runtime.name", "local")
-    if name not in ("local", "docker"):
-        raise OptionsError(f"runtime.name: expected local or docker, got {name!r}")
+    if name not in ("local", "docker", "slurm"):
+        raise OptionsError(f"runtime.name: expected local, docker or slurm, got {name!r}")
     return name == "docker" and CONTAINER_ENV not in os.environ
 
 

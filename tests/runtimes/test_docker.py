@@ -40,7 +40,7 @@ def test_runtime_name_selects_docker_except_inside_a_container(tiny_options, mon
 
 
 def test_unknown_runtime_name(tiny_options):
-    with pytest.raises(OptionsError, match=r"^--runtime.name: must be one of 'local' or 'docker', got 'podman'$"):
+    with pytest.raises(OptionsError, match=r"^--runtime.name: must be one of 'local', 'docker' or 'slurm', got 'podman'$"):
         wants_docker(tiny_options(argv=["--runtime.name", "podman"]))
 
 

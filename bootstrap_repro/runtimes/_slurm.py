@@ -1,0 +1,293 @@
+"""Running an experiment as a Slurm job, through submitit.
+
+``bootstrap-repro run -o cfg.yaml --runtime.name slurm`` checks what can be checked here (Slurm's
+commands, the partition, the options), then submits *the same command* as a Slurm job: the job's
+callable (:class:`SlurmRun`) runs ``python -m bootstrap_repro run ...`` on the node with
+:data:`SLURM_ENV` set, so the run inside does not submit again and its record gains a ``scheduler``
+section.  The client prints the job id, streams the job's log and ends with the job's status and
+the run's exit code (0, 1, 130), or with ``--detach`` returns at once.
+
+Preemption and time limits: submitit asks Slurm for ``--signal=USR2@<signal_delay_s>``; on that
+signal submitit calls :meth:`SlurmRun.checkpoint`, which stops the run (SIGTERM: the Engine stops
+at the next batch and commits its checkpoint), and returns the same job with ``--exp.resume last``;
+submitit requeues it (``scontrol requeue``) and the resumed run is bitwise equal to an
+uninterrupted one.  ``scancel`` by the user sends SIGTERM (submitit's own process ignores it, the run
+does not): the run ends INTERRUPTED, the job is not requeued, and the client prints the resume command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from bootstrap_repro.errors import OptionsError, ReproError
+from bootstrap_repro.record._env import SLURM_ENV, scheduler_facts
+
+__all__ = [
+    "SLURM_ENV",
+    "SlurmError",
+    "SlurmJobError",
+    "SlurmRun",
+    "SlurmUnavailableError",
+    "launch_slurm",
+    "scheduler_facts",
+    "slurm_settings",
+    "wants_slurm",
+]
+
+#: Seconds between two looks at the job's state (sacct/squeue) while following it.
+POLL_S = 1.0
+_SBATCH_KEYS = ("partition", "time", "nodes", "gpus_per_node", "cpus_per_task", "mem_gb", "account", "qos",
+                "constraint")
+
+
+class SlurmError(ReproError, RuntimeError):
+    """A Slurm runtime problem the user can fix (exit code 2)."""
+
+
+class SlurmUnavailableError(SlurmError, FileNotFoundError):
+    """Slurm's commands are not on PATH (or submitit is not installed)."""
+
+
+class SlurmJobError(SlurmError):
+    """The job failed on the node before or outside the run (its log's last lines are in the message)."""
+
+
+def wants_slurm(options: Any) -> bool:
+    """Whether this command must be submitted to Slurm (and is not already running in a Slurm job of ours)."""
+    return options.get("runtime.name", "local") == "slurm" and SLURM_ENV not in os.environ
+
+
+def slurm_settings(options: Any) -> dict[str, Any]:
+    """``runtime.slurm`` as a plain dict, with the checks the schema cannot do."""
+    raw = options.get("runtime.slurm") or {}
+    s = {k: raw.get(k) for k in raw}
+    s = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in s.items()}
+    inner = s.get("inner") or "local"
+    if inner != "local":
+        raise OptionsError(f"runtime.slurm.inner: {inner!r} is not supported yet; use local "
+                           f"(the Docker runtime inside a Slurm job is not implemented)")
+    nodes = int(s.get("nodes") or 1)
+    if nodes > 1 and int(options.get("runtime.nproc_per_node", 1) or 1) <= 1:
+        raise OptionsError(f"runtime.slurm.nodes: {nodes} nodes need --nproc-per-node N (processes per node); "
+                           f"one process on one node is runtime.slurm.nodes 1")
+    if nodes > 1:
+        raise OptionsError("runtime.slurm.nodes: multi-node DDP on Slurm is not implemented yet; use nodes 1")
+    return s
+
+
+def _run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def check_cluster(settings: dict[str, Any]) -> None:
+    """Slurm's commands are there and the partition exists (asks ``sinfo``)."""
+    missing = [c for c in ("sbatch", "sinfo", "squeue", "scancel") if shutil.which(c) is None]
+    if missing:
+        raise SlurmUnavailableError(
+            f"runtime.name: slurm, but Slurm's commands are not found ({', '.join(missing)} not on PATH); "
+            f"run on a Slurm login node, or try it locally with scripts/slurm-local.sh up")
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise SlurmUnavailableError("runtime.name: slurm needs submitit; pip install 'bootstrap-repro[slurm]'") from None
+    out = _run(["sinfo", "-h", "-o", "%R"])
+    if out.returncode != 0:
+        raise SlurmUnavailableError(f"runtime.name: slurm, but sinfo failed: {_last(out.stderr, 1)}")
+    partitions = sorted(set(out.stdout.split()))
+    part = settings.get("partition")
+    if part and part not in partitions:
+        raise OptionsError(f"runtime.slurm.partition: unknown partition {part!r}; sinfo lists "
+                           f"{', '.join(partitions) or 'none'}")
+
+
+def _last(text: str, n: int) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])
+
+
+def _ignore_usr2() -> None:  # in the run's process: Slurm's warning signal is for submitit, not for it
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+class SlurmRun:
+    """The job's callable: ``bootstrap-repro run ARGV`` on the node; checkpointable (requeue + resume)."""
+
+    def __init__(self, argv: Sequence[str], requested: dict[str, Any], resume: bool = False) -> None:
+        self.argv = list(argv)
+        self.requested = requested
+        self.resume = resume
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_proc"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._proc = None
+
+    def command(self) -> list[str]:
+        argv = [*self.argv, "--exp.resume", "last"] if self.resume else self.argv
+        return [sys.executable, "-m", "bootstrap_repro", "run", *argv]
+
+    def __call__(self) -> int:
+        env = {**os.environ, SLURM_ENV: json.dumps({"requested": self.requested}), "PYTHONUNBUFFERED": "1"}
+        self._proc = subprocess.Popen(self.command(), env=env, preexec_fn=_ignore_usr2)  # noqa: PLW1509
+        return self._proc.wait()
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Slurm's warning signal (time limit, preemption): stop the run at its checkpoint, requeue resuming it."""
+        import submitit
+
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            print("slurm: warning signal; stopping the run at its next batch to requeue it", file=sys.stderr,
+                  flush=True)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+        if proc is not None and proc.returncode == 0:
+            return None  # it finished meanwhile: nothing to resume
+        return submitit.helpers.DelayedSubmission(SlurmRun(self.argv, self.requested, resume=True))
+
+
+def _executor(settings: dict[str, Any], folder: Path, name: str) -> Any:
+    import submitit
+
+    ex = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=int(settings.get("max_requeues") or 3))
+    params: dict[str, Any] = {"job_name": name, "nodes": int(settings.get("nodes") or 1), "ntasks_per_node": 1}
+    if settings.get("partition"):
+        params["partition"] = settings["partition"]
+    if settings.get("time") is not None:
+        params["time"] = max(1, int(-(-float(settings["time"]) // 1)))  # whole minutes, rounded up
+    if settings.get("gpus_per_node"):
+        params["gpus_per_node"] = int(settings["gpus_per_node"])
+    if settings.get("cpus_per_task"):
+        params["cpus_per_task"] = int(settings["cpus_per_task"])
+    if settings.get("mem_gb"):
+        params["mem"] = f"{int(float(settings['mem_gb']) * 1024)}M"
+    for key in ("account", "qos", "constraint"):
+        if settings.get(key):
+            params[key] = settings[key]
+    if settings.get("setup"):
+        params["setup"] = list(settings["setup"])
+    if settings.get("signal_delay_s") is not None:
+        params["signal_delay_s"] = int(settings["signal_delay_s"])
+    if settings.get("additional"):
+        params["additional_parameters"] = dict(settings["additional"])
+    ex.update_parameters(**params)
+    return ex
+
+
+class _Tail:
+    """Copies what a growing file gains to a stream."""
+
+    def __init__(self, path: Path, out: IO[str]) -> None:
+        self.path, self.out, self.pos = path, out, 0
+
+    def pump(self) -> None:
+        with contextlib.suppress(OSError):
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+            if data:
+                self.pos += len(data)
+                self.out.write(data.decode(errors="replace"))
+                self.out.flush()
+
+
+def _resume_line(exp_dir: Path) -> str:
+    return f"bootstrap-repro run -o {exp_dir / 'options.yaml'} --exp.resume last"
+
+
+def launch_slurm(options: Any, options_path: str, overrides: Sequence[str], *, cache: bool = True,
+                 detach: bool = False, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """Check, submit ``run -o options_path overrides`` as a Slurm job, follow it; returns the run's exit code."""
+    from bootstrap_repro.run import check_exp_dir
+
+    out, err = out or sys.stdout, err or sys.stderr
+    settings = slurm_settings(options)
+    check_cluster(settings)
+    exp_path, _ = check_exp_dir(options)
+    exp_dir = Path(os.path.abspath(exp_path))
+    folder = Path(os.path.abspath(str(settings.get("folder") or f"{exp_dir}.slurm")))
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = ["-o", os.path.abspath(options_path), *overrides]
+    if not cache:
+        argv.append("--no-cache")
+    requested = {k: settings.get(k) for k in _SBATCH_KEYS if settings.get(k) is not None}
+    executor = _executor(settings, folder, f"bootstrap-repro:{exp_dir.name}")
+    try:
+        job = executor.submit(SlurmRun(argv, requested))
+    except Exception as exc:  # noqa: BLE001 - sbatch refused the job: say why in one line
+        raise SlurmError(f"sbatch refused the job: {_last(str(exc), 2)}") from None
+    print(f"slurm: submitted job {job.job_id} ({', '.join(f'{k}={v}' for k, v in requested.items()) or 'defaults'}); "
+          f"log: {job.paths.stdout}", file=err, flush=True)
+    if detach:
+        print(f"slurm: detached; follow it with: tail -f {job.paths.stdout}  (squeue -j {job.job_id}; "
+              f"scancel {job.job_id} to stop it)", file=err, flush=True)
+        return 0
+    return follow(job, exp_dir, out, err)
+
+
+def follow(job: Any, exp_dir: Path, out: IO[str], err: IO[str]) -> int:
+    """Stream the job's log until it ends; its status and the run's exit code."""
+    tails = [_Tail(job.paths.stdout, out), _Tail(job.paths.stderr, err)]
+    cancelled = False
+    last_check = 0.0
+    try:
+        while True:
+            for t in tails:
+                t.pump()
+            if job.paths.result_pickle.exists():
+                break
+            now = time.monotonic()
+            if now - last_check > 2 * POLL_S:
+                last_check = now
+                if job.done(force_check=True):
+                    break
+            time.sleep(POLL_S / 4)
+    except KeyboardInterrupt:
+        cancelled = True
+        print(f"slurm: interrupted; cancelling job {job.job_id} (the run stops at its next batch)", file=err,
+              flush=True)
+        job.cancel(check=False)
+        deadline = time.monotonic() + 120
+        while not job.paths.result_pickle.exists() and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if job.done(force_check=True):
+                    break
+            time.sleep(POLL_S)
+    for t in tails:
+        t.pump()
+    try:
+        code = job.result()
+    except Exception as exc:
+        if cancelled:
+            print(f"slurm: job {job.job_id} cancelled; resume with: {_resume_line(exp_dir)}", file=err)
+            return 130
+        state = job.get_info(mode="force").get("State", "UNKNOWN") if hasattr(job, "get_info") else "UNKNOWN"
+        log = _last(_read(job.paths.stderr) + "\n" + _read(job.paths.stdout), 3)
+        raise SlurmJobError(f"slurm: job {job.job_id} ended {state} on the node without the run's result; "
+                            f"last log lines: {log or '(empty)'} (log: {job.paths.stdout})") from exc
+    code = int(code) if isinstance(code, int) else 1
+    status = {0: "COMPLETED", 130: "INTERRUPTED"}.get(code, "FAILED")
+    print(f"slurm: job {job.job_id} {status} (exit code {code})", file=err, flush=True)
+    if status == "INTERRUPTED":
+        print(f"interrupted; resume with: {_resume_line(exp_dir)}", file=err, flush=True)
+    return code
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

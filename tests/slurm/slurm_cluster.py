@@ -1,0 +1,50 @@
+"""A real Slurm cluster for tests: ``scripts/slurm-local.sh`` (munge, MariaDB + slurmdbd, slurmctld, n1 and n2).
+
+The ``slurm`` fixture starts it once per session in a temporary dir, exports ``SLURM_CONF`` and
+stops every daemon by PID at the end.  Without Slurm (or root) outside CI the tests skip with the
+reason; in CI (``CI=true``) the script installs the packages and a missing cluster fails the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import IN_CI, REPO
+
+SCRIPT = REPO / "scripts" / "slurm-local.sh"
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"Slurm: {reason}; CI=true requires it (.ci/run installs it, scripts/slurm-local.sh starts it)")
+    pytest.skip(f"Slurm: {reason}")
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory) -> Iterator[Path]:
+    """The cluster's dir (``SLURM_CONF`` is ``DIR/slurm.conf`` while the session lasts)."""
+    pytest.importorskip("submitit")
+    if os.geteuid() != 0:
+        _unavailable("the test cluster runs munged/slurmd as root, and this is not root")
+    if shutil.which("slurmctld") is None and not IN_CI:
+        _unavailable("not installed (apt-get install slurm-wlm munge slurmdbd mariadb-server)")
+    d = tmp_path_factory.mktemp("slurm")
+    up = subprocess.run([str(SCRIPT), "up", str(d)], capture_output=True, text=True, timeout=600)
+    if up.returncode != 0:
+        subprocess.run([str(SCRIPT), "down", str(d)], capture_output=True, timeout=120)
+        _unavailable(f"scripts/slurm-local.sh up failed: {up.stderr.strip()[-400:]}")
+    saved = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(d / "slurm.conf")
+    try:
+        yield d
+    finally:
+        subprocess.run([str(SCRIPT), "down", str(d)], capture_output=True, timeout=120)
+        if saved is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = saved
