@@ -7,6 +7,7 @@ reason; in CI (``CI=true``) the script installs the packages and a missing clust
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ import pytest
 from conftest import IN_CI, REPO
 
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
+#: Held for the whole session by the process whose cluster is up (another session waits for it).
+LOCK = Path(os.environ.get("TMPDIR", "/tmp")) / "bootstrap-repro-slurm-tests.lock"
 
 
 def _unavailable(reason: str) -> None:
@@ -33,10 +36,14 @@ def slurm(tmp_path_factory) -> Iterator[Path]:
         _unavailable("the test cluster runs munged/slurmd as root, and this is not root")
     if shutil.which("slurmctld") is None and not IN_CI:
         _unavailable("not installed (apt-get install slurm-wlm munge slurmdbd mariadb-server)")
+    # One test cluster per machine at a time: its daemons use fixed ports and MariaDB's system socket.
+    lock = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.lockf(lock, fcntl.LOCK_EX)
     d = tmp_path_factory.mktemp("slurm")
     up = subprocess.run([str(SCRIPT), "up", str(d)], capture_output=True, text=True, timeout=600)
     if up.returncode != 0:
         subprocess.run([str(SCRIPT), "down", str(d)], capture_output=True, timeout=120)
+        os.close(lock)
         _unavailable(f"scripts/slurm-local.sh up failed: {up.stderr.strip()[-400:]}")
     saved = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(d / "slurm.conf")
@@ -44,6 +51,7 @@ def slurm(tmp_path_factory) -> Iterator[Path]:
         yield d
     finally:
         subprocess.run([str(SCRIPT), "down", str(d)], capture_output=True, timeout=120)
+        os.close(lock)
         if saved is None:
             os.environ.pop("SLURM_CONF", None)
         else:
