@@ -10,7 +10,7 @@ file_name}``, or a list of such dicts.  ``view.html`` is small (data only) and l
 plotly's Python API.
 """
 
-from bootstrap_repro.views._base import END_HOOKS, FLUSH_HOOKS, BaseView, MultiView, engine_logs
+from bootstrap_repro.views._base import END_HOOKS, FLUSH_HOOKS, BaseView, MultiView, Prefix, engine_logs, snapshot_logs
 from bootstrap_repro.views._factory import check_logged, check_view_option, factory, make_view, rebuild
 from bootstrap_repro.views._items import (
     DEFAULT_LOG,
@@ -29,6 +29,7 @@ from bootstrap_repro.views._items import (
 )
 from bootstrap_repro.views._plotly import (
     NO_DATA,
+    Decimation,
     SubplotSpec,
     TraceSpec,
     View,
@@ -38,6 +39,7 @@ from bootstrap_repro.views._plotly import (
     plotly_js_source,
     plotly_js_version,
     render_html,
+    shares,
     write_html,
 )
 from bootstrap_repro.views._tensorboard import MISSING_TENSORBOARD, TensorboardView

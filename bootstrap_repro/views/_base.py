@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import abc
+import atexit
 import threading
+import time
 import warnings
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-__all__ = ["BaseView", "MultiView", "FLUSH_HOOKS", "END_HOOKS", "engine_logs"]
+__all__ = ["BaseView", "MultiView", "FLUSH_HOOKS", "END_HOOKS", "engine_logs", "Prefix", "snapshot_logs"]
 
 #: Engine hooks after which the views are rebuilt (the logger has just flushed).
 FLUSH_HOOKS = ("train_on_flush", "eval_on_flush")
@@ -26,6 +29,73 @@ def engine_logs(engine: Any) -> dict[str, Mapping[str, Sequence[Any]]] | None:
     if logger is None or not isinstance(values, Mapping):
         return None
     return {str(getattr(logger, "name", None) or "logs"): values}
+
+
+class Prefix(Sequence[Any]):
+    """The first ``n`` values of an append-only list, without copying them.
+
+    The logger's lists only grow between flushes (a truncation or a resume replaces them
+    with new lists), so the values ``source[:n]`` seen at a flush stay what they were while
+    the training thread appends: a background thread may read them.  A consumer that keeps
+    state across flushes (the plotly view's decimation) checks ``source`` (same list?) and
+    ``n`` (grown?) and reads only the new values.
+    """
+
+    __slots__ = ("source", "n")
+
+    def __init__(self, source: list[Any], n: int | None = None) -> None:
+        self.source = source
+        self.n = len(source) if n is None else n
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(self.n)
+            return self.source[start:stop:step]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError("Prefix index out of range")
+        return self.source[i]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.source[: self.n])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Prefix):
+            other = other.source[: other.n]
+        return isinstance(other, list) and self.source[: self.n] == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def tolist(self) -> list[Any]:
+        """A copy of the values (O(n))."""
+        return self.source[: self.n]
+
+    def __repr__(self) -> str:
+        return f"Prefix(<list of {len(self.source)}>, n={self.n})"
+
+
+def snapshot_logs(logs: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """``logs`` with every list replaced by a :class:`Prefix` of its current length: O(keys), no values copied."""
+    return {n: {k: Prefix(v, len(v)) if type(v) is list else v for k, v in vals.items()}
+            for n, vals in (logs or {}).items()}
+
+
+def _wait_all() -> None:
+    """At exit: write the last requested page of every view (their workers are daemons)."""
+    for view in list(_LIVE):
+        view.wait()
+
+
+_LIVE: weakref.WeakSet[BaseView] = weakref.WeakSet()
+atexit.register(_wait_all)
 
 
 class BaseView(abc.ABC):
@@ -48,43 +118,71 @@ class BaseView(abc.ABC):
         """The seed's name for :meth:`build` from the files on disk."""
         return self.build()
 
-    #: Rebuild on a background thread (the training thread only copies the value lists).
+    #: Rebuild on a background thread (the training thread only records each list's length).
     background: bool = True
+    #: Seconds between two background rebuilds at least (also at least ``20x`` the last rebuild's
+    #: time, so a view never takes more than ~5 % of the interpreter); :meth:`wait` skips the delay.
+    min_interval: float = 1.0
 
     def on_flush(self, engine: Any) -> None:
         """Hook: rebuild from the engine logger's in-memory values.
 
-        The lists are copied here and the page is built on a background thread
-        (one at a time; a newer request replaces a waiting one), so training
-        does not wait for it.  A failed write (disk full, permissions) warns and
-        lets the training go on.
+        The training thread hands over each list with its current length (a :class:`Prefix`,
+        O(number of keys), no values copied); the page is built on a background thread (one
+        at a time, at most every :attr:`min_interval` seconds; a newer request replaces a
+        waiting one), so training does not wait for it.  A failed write (disk full,
+        permissions) warns and lets the training go on.
         """
-        logs = engine_logs(engine)
-        logs = {n: {k: list(v) if isinstance(v, list) else v for k, v in vals.items()} for n, vals in (logs or {}).items()}
+        logs = snapshot_logs(engine_logs(engine))
         if not self.background:
             self._build_safely(logs)
             return
-        with self._guard():
+        with self._cond():
             self._pending = logs
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._drain, name=f"bootstrap-repro-{self.name}-view")
+            if self._worker is None:
+                # A daemon that lingers between requests (no thread start per flush); the last
+                # request is still written at exit (see _wait_all) and at the end of a run.
+                self._worker = threading.Thread(target=self._drain, name=f"bootstrap-repro-{self.name}-view",
+                                                daemon=True)
+                _LIVE.add(self)
                 self._worker.start()
+            else:
+                self._cond().notify_all()
 
-    def _guard(self) -> threading.Lock:
-        if "_lock" not in self.__dict__:
-            self._lock = threading.Lock()
-        return self._lock
+    def _cond(self) -> threading.Condition:
+        if "_condition" not in self.__dict__:
+            self._condition = threading.Condition(threading.Lock())
+        return self._condition
 
     _worker: threading.Thread | None = None
     _pending: Any = None
+    _urgent: bool = False
+    _building: bool = False
+    _next: float = 0.0
+    #: Seconds an idle worker waits for the next request before it ends.
+    linger: float = 30.0
 
     def _drain(self) -> None:
+        cond = self._cond()
         while True:
-            with self._guard():
-                logs, self._pending = self._pending, None
-                if logs is None:
-                    return
+            with cond:
+                self._building = False
+                cond.notify_all()
+                while True:
+                    if self._pending is None:
+                        if not cond.wait(self.linger) and self._pending is None:
+                            self._worker = None  # under the lock: a later request starts a new worker
+                            return
+                        continue
+                    delay = self._next - time.monotonic()
+                    if self._urgent or delay <= 0:
+                        break
+                    cond.wait(delay)
+                logs, self._pending, self._building = self._pending, None, True
+            t0 = time.monotonic()
             self._build_safely(logs)
+            t1 = time.monotonic()
+            self._next = t1 + max(self.min_interval, 20 * (t1 - t0))
 
     def _build_safely(self, logs: Logs | None) -> None:
         try:
@@ -98,10 +196,17 @@ class BaseView(abc.ABC):
             )
 
     def wait(self, engine: Any = None) -> None:
-        """Block until the last requested rebuild is written (also the end-of-run hook)."""
-        worker = self._worker
-        if worker is not None:
-            worker.join()
+        """Block until the last requested rebuild is written (also the end-of-run hook); no delay."""
+        cond = self._cond()
+        with cond:
+            self._urgent = True
+            cond.notify_all()
+            try:
+                while self._worker is not None and self._worker.is_alive() and (self._pending is not None
+                                                                                or self._building):
+                    cond.wait(0.5)
+            finally:
+                self._urgent = False
 
     def register(self, engine: Any) -> None:
         """Register :meth:`on_flush` on ``engine`` for each of :data:`FLUSH_HOOKS`; wait at the end of a run."""

@@ -23,6 +23,7 @@ from typing import Any
 from bootstrap_repro._metric_names import resolve
 from bootstrap_repro.errors import OptionsError, did_you_mean
 from bootstrap_repro.logger import load_log
+from bootstrap_repro.views._base import Prefix
 
 __all__ = [
     "Item",
@@ -228,7 +229,7 @@ def default_items(logs: Mapping[str, Mapping[str, Any]], log_names: Sequence[str
         for key, values in logs.get(log, {}).items():
             split, dot, metric = key.partition(".")
             if (not dot or not split.endswith("_epoch") or not metric or metric == "epoch"
-                    or not isinstance(values, list)):
+                    or not isinstance(values, (list, Prefix))):
                 continue
             title = metric if log == DEFAULT_LOG else f"{log}:{metric}"
             groups.setdefault(title, []).append(Item(log, key))
@@ -321,11 +322,11 @@ def series(logs: Mapping[str, Mapping[str, Any]], item: Item) -> tuple[Sequence[
     """
     values = logs.get(item.log, {})
     y = values.get(resolve(item.key, values) or item.key)
-    if not isinstance(y, list):
+    if not isinstance(y, (list, Prefix)):
         return None, []
     if item.is_epoch and not item.key.endswith(".epoch"):
         x = values.get(f"{item.split}.epoch")
-        if isinstance(x, list) and len(x) == len(y):
+        if isinstance(x, (list, Prefix)) and len(x) == len(y):
             return x, y
     return None, y
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+import base64
 import json
 import math
 import os
@@ -45,11 +47,23 @@ def epoch_logs(n: int = 5, metrics: tuple[str, ...] = ("loss", "acctop1"), split
     return values
 
 
+def unpack(obj):
+    """The page's data with each typed array ``{"dtype", "bdata"}`` decoded to a list (NaN as None), as plotly.js reads it."""
+    if isinstance(obj, dict):
+        if set(obj) == {"dtype", "bdata"}:
+            values = array.array({"f4": "f", "f8": "d", "i4": "i"}[obj["dtype"]], base64.b64decode(obj["bdata"]))
+            return [None if v != v else v for v in values]
+        return {k: unpack(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unpack(v) for v in obj]
+    return obj
+
+
 def page_data(path: Path) -> dict:
     text = path.read_text()
     m = re.search(r'<script type="application/json" id="view-data">(.*?)</script>', text, re.S)
     assert m, "no embedded data"
-    return json.loads(m.group(1))
+    return unpack(json.loads(m.group(1)))
 
 
 class FakeLogger:
@@ -209,9 +223,98 @@ def test_long_series_are_decimated_keeping_spikes(tmp_path):
     assert len(trace["y"]) <= view.max_points and len(trace["x"]) == len(trace["y"])
     assert max(trace["y"]) == 50.0 and min(trace["y"]) == -3.0
     assert trace["x"][trace["y"].index(50.0)] == 54_321 and trace["x"][trace["y"].index(-3.0)] == 77_777
-    assert trace["name"] == "train_batch.loss (min/max per 10)"
+    assert trace["name"] == "train_batch.loss (min/max per 16)"  # buckets are powers of two (merged pairwise)
     x, y2, bucket = views.decimate([10 * i for i in range(10)], [1, None, 3, 0, 5, 6, 7, 8, 9, 2], 4)
     assert bucket == 5 and x == [0, 80, 90] and y2 == [1, 9, 2]  # None in a bucket: its first value
+
+
+def test_decimation_grows_incrementally_as_if_built_at_once():
+    import random
+
+    rng = random.Random(1)
+    values: list = []
+    grown = views.Decimation()
+    for step in range(40):
+        values.extend(rng.gauss(0, 1) for _ in range(rng.randrange(1, 3000)))
+        if step == 7:
+            values.extend([None, float("nan"), "x", float("inf")])  # not numbers: left out of min/max
+        grown.update(views.Prefix(values), 100)
+        assert len(grown.lo_i) <= 100
+    at_once = views.Decimation()
+    at_once.update(values, 100)
+    assert grown.bucket == at_once.bucket and grown.points() == at_once.points()
+    xs, ys = grown.points()
+    assert max(ys) == max(v for v in values if isinstance(v, float) and math.isfinite(v))
+    assert values[xs[ys.index(min(ys))]] == min(ys)
+
+
+def test_decimation_starts_over_on_another_or_shorter_list():
+    dec = views.Decimation()
+    values = [float(i) for i in range(1000)]
+    dec.update(views.Prefix(values), 10)
+    assert dec.points()[1][-1] == 999.0
+    dec.update(views.Prefix(values[:500]), 10)  # truncated (the logger replaces the list)
+    assert dec.points()[1][-1] == 499.0 and dec.n == 500
+
+
+def test_budget_is_shared_and_the_page_stays_small_at_a_million_points(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    logs = epoch_logs(1000, metrics=("loss", "acctop1", "acctop5", "lr"))
+    logs["train_batch.loss"] = [rng.random() for _ in range(1_000_000)]
+    items = [f"logs:train_epoch.{m}+logs:eval_epoch.{m}" for m in ("loss", "acctop1", "acctop5", "lr")]
+    items.append("logs:train_batch.loss")
+    view = views.View(tmp_path, items)
+    path = view.build({"logs": logs})
+    assert path.stat().st_size < 300_000
+    traces = [t for sp in page_data(path)["subplots"] for t in sp["traces"]]
+    assert all(len(t["y"]) == 1000 for t in traces[:-1])  # short curves keep every point
+    assert sum(len(t["y"]) for t in traces) <= view.max_points
+    assert views.shares([10, 5000, 100_000], 1000) == [10, 495, 495]
+
+
+def test_flush_hands_over_lengths_not_copies(tmp_path):
+    engine = FakeEngine(make_options(tmp_path, ["logs:train_batch.loss"]))
+    view = views.factory(engine)
+    loss = [float(i) for i in range(100)]
+    engine.logger.values = {"train_batch.loss": loss}
+    logs = views.snapshot_logs(views.engine_logs(engine))
+    assert logs["logs"]["train_batch.loss"].source is loss and len(logs["logs"]["train_batch.loss"]) == 100
+    engine.fire("train_on_flush")
+    loss.extend([1e6] * 50)  # logged after the flush: not on this page
+    engine.fire("train_on_end")
+    (trace,) = page_data(tmp_path / "view.html")["subplots"][0]["traces"]
+    assert trace["y"] == loss[:100]
+
+
+def test_background_rebuilds_are_spaced_and_wait_does_not_sleep(tmp_path):
+    engine = FakeEngine(make_options(tmp_path, ["logs:train_epoch.loss"]))
+    view = views.factory(engine)
+    view.min_interval = 30.0
+    engine.logger.values = {"train_epoch.loss": [1.0]}
+    engine.fire("train_on_flush")
+    view.wait()
+    engine.logger.values["train_epoch.loss"].append(2.0)
+    engine.fire("train_on_flush")  # within min_interval of the last build: waits
+    time.sleep(0.2)
+    assert page_data(tmp_path / "view.html")["subplots"][0]["traces"][0]["y"] == [1.0]
+    t0 = time.perf_counter()
+    view.wait()  # the end of a run: built now
+    assert time.perf_counter() - t0 < 5
+    assert page_data(tmp_path / "view.html")["subplots"][0]["traces"][0]["y"] == [1.0, 2.0]
+
+
+def test_long_arrays_are_typed_arrays(tmp_path):
+    y = [0.5, None, float("inf"), 1e39] + [float(i) for i in range(100)]
+    path = views.View(tmp_path, ["logs:train_batch.loss"]).build({"logs": {"train_batch.loss": y}})
+    raw = json.loads(re.search(r'id="view-data">(.*?)</script>', path.read_text(), re.S).group(1))
+    packed = raw["subplots"][0]["traces"][0]["y"]
+    assert packed["dtype"] == "f8"  # 1e39 is past float32's range
+    assert page_data(path)["subplots"][0]["traces"][0]["y"] == [0.5, None, None, 1e39, *map(float, range(100))]
+    path = views.View(tmp_path, ["logs:train_batch.loss"]).build({"logs": {"train_batch.loss": y[4:]}})
+    assert json.loads(re.search(r'id="view-data">(.*?)</script>', path.read_text(), re.S).group(1))[
+        "subplots"][0]["traces"][0]["y"]["dtype"] == "f4"
 
 
 def test_missing_or_corrupt_json_reads_as_empty(tmp_path):
@@ -497,6 +600,20 @@ def test_chromium_draws_every_subplot(tmp_path):
     dom = render_dom(path)
     assert error_banner(dom) == ""
     assert drawn_subplots(dom) == (3, 3)  # the "no data yet" one too
+
+
+@pytest.mark.chromium
+def test_chromium_draws_typed_arrays(tmp_path):
+    """Decimated, base64-packed curves (f4 y, i4 x) are drawn as lines by the bundled plotly.js."""
+    require_chromium()
+    logs = epoch_logs(1000)
+    logs["train_batch.loss"] = [math.sin(i / 50) for i in range(100_000)]
+    path = views.View(tmp_path, ["logs:train_batch.loss", "logs:train_epoch.loss"]).build({"logs": logs})
+    assert '"bdata"' in path.read_text()
+    dom = render_dom(path)
+    assert error_banner(dom) == "" and drawn_subplots(dom) == (2, 2)
+    lines = re.findall(r'<path[^>]*class="js-line"[^>]*>', dom)
+    assert sum(d.count("L") > 10 for d in lines) == 2, [d[:200] for d in lines]  # legend samples have none
 
 
 @pytest.mark.chromium
