@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--n-trials", help="trials to finish in total (overrides sweep.n_trials)")
     sw.add_argument("--jobs", help="parallel local workers (overrides sweep.jobs)")
     sw.add_argument("--storage", help="postgresql://user:password@host/db (overrides sweep.storage)")
+    sw.add_argument("--detach", action="store_true",
+                    help="runtime.name slurm: submit the workers and return at once (the same command re-attaches)")
     v = sub.add_parser("view", help="rebuild an experiment's view.html (or a sweep dir's report)")
     v.add_argument("exp_dir")
     c = sub.add_parser("compare", help="rank experiments by their best epoch", usage=COMPARE_USAGE,
@@ -235,10 +237,12 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
     if wants_distributed(opt):
         from bootstrap_repro.run import cached_run, check_exp_dir
 
-        check_exp_dir(opt)
+        node0 = int(opt.get("runtime.node_rank", 0) or 0) == 0  # other nodes: node 0 checks (shared exp.dir)
+        if node0:
+            check_exp_dir(opt)
         # the key as the ranks will compute it: torchrun's ranks get OMP_NUM_THREADS=1 unless it is set
         with _environ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1")):
-            hit = cached_run(opt.copy()) if use_cache else None
+            hit = cached_run(opt.copy()) if use_cache and node0 else None
         if hit is not None:
             print(hit.cache_hit.describe())  # type: ignore[union-attr]
             return 0
@@ -441,8 +445,14 @@ def _cmd_sweep(args: argparse.Namespace, overrides: list[str]) -> int:
             raise OptionsError(f"{flag}: expected a positive int, got {value!r}")
         return int(value)
 
+    from bootstrap_repro.sweep._slurm import run_on_slurm, wants_slurm_sweep
+
     spec = load_sweep(args.sweep_file, overrides, n_trials=count("--n-trials", args.n_trials),
                       jobs=count("--jobs", args.jobs), storage=args.storage)
+    if wants_slurm_sweep(spec):  # runtime.name slurm: the workers as a job array; --detach returns at once
+        return run_on_slurm(spec, overrides, storage=args.storage, detach=args.detach)
+    if args.detach:
+        raise OptionsError("--detach: only with --runtime.name slurm (a local sweep runs in this process)")
     return Sweep(spec).run().exit_code
 
 

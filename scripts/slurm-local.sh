@@ -49,6 +49,14 @@ up() {
   if ls "$D"/pids/*.pid >/dev/null 2>&1; then
     echo "slurm-local: $D already has running daemons; run: $0 down $D" >&2; exit 2
   fi
+  # One cluster per machine: a second one cannot bind the same ports (6817-6819, 17001..) nor munge's
+  # socket, its daemons die, and its commands reach the first cluster (its `down` would cancel those jobs).
+  for port in 6817 6819 17001; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "slurm-local: another Slurm cluster already runs on this machine (127.0.0.1:$port answers); stop it first ($0 down ITS_DIR)" >&2
+      exit 2
+    fi
+  done
   pkgs="slurm-wlm munge"; [ "$ACCT" = 1 ] && pkgs="$pkgs slurmdbd mariadb-server"
   if ! dpkg -s $pkgs >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
@@ -73,6 +81,8 @@ SlurmctldHost=$H(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# cred_expire also delays a requeued job's start (BeginTime = requeue + cred_expire + 1 s; default 120 s)
+AuthInfo=cred_expire=${SLURM_LOCAL_CRED_EXPIRE:-10}
 CredType=cred/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc

@@ -80,7 +80,8 @@ def launch_distributed(options: Any, run_argv: Sequence[str]) -> int:
     from bootstrap_repro.run import validate
 
     backend = _check_devices(options)
-    validate(options)  # bad input fails here, once, in one line: not once per rank
+    if int(options.get("runtime.node_rank", 0) or 0) == 0:  # node 0 checks exp.dir (other nodes may see it created)
+        validate(options)  # bad input fails here, once, in one line: not once per rank
     cmd = torchrun_command(options, run_argv)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("OMP_NUM_THREADS", "1")

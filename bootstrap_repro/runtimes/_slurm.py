@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,8 +68,12 @@ def wants_slurm(options: Any) -> bool:
     return options.get("runtime.name", "local") == "slurm" and SLURM_ENV not in os.environ
 
 
-def slurm_settings(options: Any) -> dict[str, Any]:
-    """``runtime.slurm`` as a plain dict, with the checks the schema cannot do."""
+def slurm_settings(options: Any, nproc_given: bool | None = None) -> dict[str, Any]:
+    """``runtime.slurm`` as a plain dict, with the checks the schema cannot do.
+
+    ``nproc_given``: whether the user set ``runtime.nproc_per_node`` (``--nproc-per-node 1`` with 2 nodes is
+    2 x 1 processes); None: only a value > 1 counts as given.
+    """
     raw = options.get("runtime.slurm") or {}
     s = {k: raw.get(k) for k in raw}
     s = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in s.items()}
@@ -77,11 +82,11 @@ def slurm_settings(options: Any) -> dict[str, Any]:
         raise OptionsError(f"runtime.slurm.inner: {inner!r} is not supported yet; use local "
                            f"(the Docker runtime inside a Slurm job is not implemented)")
     nodes = int(s.get("nodes") or 1)
-    if nodes > 1 and int(options.get("runtime.nproc_per_node", 1) or 1) <= 1:
+    if nproc_given is None:
+        nproc_given = int(options.get("runtime.nproc_per_node", 1) or 1) > 1
+    if nodes > 1 and not nproc_given:
         raise OptionsError(f"runtime.slurm.nodes: {nodes} nodes need --nproc-per-node N (processes per node); "
                            f"one process on one node is runtime.slurm.nodes 1")
-    if nodes > 1:
-        raise OptionsError("runtime.slurm.nodes: multi-node DDP on Slurm is not implemented yet; use nodes 1")
     return s
 
 
@@ -129,7 +134,7 @@ class SlurmRun:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_proc"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_proc", "_ended")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -137,12 +142,19 @@ class SlurmRun:
 
     def command(self) -> list[str]:
         argv = [*self.argv, "--exp.resume", "last"] if self.resume else self.argv
-        return [sys.executable, "-m", "bootstrap_repro", "run", *argv]
+        return [sys.executable, "-m", "bootstrap_repro", "run", *argv, *multinode_argv()]
 
     def __call__(self) -> int:
         env = {**os.environ, SLURM_ENV: json.dumps({"requested": self.requested}), "PYTHONUNBUFFERED": "1"}
-        self._proc = subprocess.Popen(self.command(), env=env, preexec_fn=_ignore_usr2)  # noqa: PLW1509
-        return self._proc.wait()
+        self._ended = threading.Event()
+        proc = self._proc = subprocess.Popen(self.command(), env=env, preexec_fn=_ignore_usr2)  # noqa: PLW1509
+        # A thread waits for the run, the main thread only sleeps: submitit's USR2 handler (checkpoint) runs in
+        # the main thread, and a Popen.wait() it interrupted holds the Popen's (non-reentrant) waitpid lock,
+        # so a second wait() from the handler would deadlock (the job then hung until its time limit).
+        threading.Thread(target=lambda: (proc.wait(), self._ended.set()), daemon=True).start()
+        while not self._ended.is_set():
+            time.sleep(0.1)
+        return int(proc.returncode)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Slurm's warning signal (time limit, preemption): stop the run at its checkpoint, requeue resuming it."""
@@ -153,10 +165,44 @@ class SlurmRun:
             print("slurm: warning signal; stopping the run at its next batch to requeue it", file=sys.stderr,
                   flush=True)
             proc.send_signal(signal.SIGTERM)
-            proc.wait()
+            while not self._ended.is_set():  # the waiting thread reaps it (see __call__)
+                time.sleep(0.1)
         if proc is not None and proc.returncode == 0:
             return None  # it finished meanwhile: nothing to resume
         return submitit.helpers.DelayedSubmission(SlurmRun(self.argv, self.requested, resume=True))
+
+
+def rendezvous_host(hostnames: Sequence[str]) -> str:
+    """The first node of the allocation, or 127.0.0.1 when its name does not resolve (virtual nodes on one host)."""
+    import socket
+
+    first = hostnames[0]
+    try:
+        socket.getaddrinfo(first, None)
+    except OSError:
+        return "127.0.0.1"
+    return first
+
+
+def _hostnames(nodelist: str) -> list[str]:
+    out = _run(["scontrol", "show", "hostnames", nodelist])
+    names = out.stdout.split()
+    if out.returncode != 0 or not names:
+        raise SlurmJobError(f"slurm: scontrol show hostnames {nodelist} failed: {_last(out.stderr, 1)}")
+    return names
+
+
+def multinode_argv() -> list[str]:
+    """In one task of a multi-node job (one task per node): torchrun's node rank and c10d rendezvous on node 0."""
+    env = os.environ
+    nnodes = int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1)
+    if nnodes <= 1:
+        return []
+    job = env.get("SLURM_JOB_ID", "0")
+    host = rendezvous_host(_hostnames(env["SLURM_JOB_NODELIST"]))
+    port = 20000 + int(job) % 20000  # the same on every node, different for concurrent jobs
+    return ["--runtime.nnodes", str(nnodes), "--runtime.node_rank", env.get("SLURM_NODEID", "0"),
+            "--runtime.rdzv_endpoint", f"{host}:{port}", "--runtime.rdzv_id", f"slurm-{job}"]
 
 
 def _executor(settings: dict[str, Any], folder: Path, name: str) -> Any:
@@ -208,13 +254,25 @@ def _resume_line(exp_dir: Path) -> str:
     return f"bootstrap-repro run -o {exp_dir / 'options.yaml'} --exp.resume last"
 
 
+def _nproc_given(options_path: str, overrides: Sequence[str]) -> bool:
+    """Whether ``runtime.nproc_per_node`` is set in the file (or a file it includes) or on the command line."""
+    from bootstrap_repro.options import flatten, load_yaml
+
+    if any(str(o).lstrip("-").split("=", 1)[0] == "runtime.nproc_per_node" for o in overrides):
+        return True
+    try:
+        return "runtime.nproc_per_node" in flatten(load_yaml(options_path))
+    except Exception:  # noqa: BLE001 - the file was loaded once already; be lenient here
+        return False
+
+
 def launch_slurm(options: Any, options_path: str, overrides: Sequence[str], *, cache: bool = True,
                  detach: bool = False, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Check, submit ``run -o options_path overrides`` as a Slurm job, follow it; returns the run's exit code."""
     from bootstrap_repro.run import check_exp_dir
 
     out, err = out or sys.stdout, err or sys.stderr
-    settings = slurm_settings(options)
+    settings = slurm_settings(options, nproc_given=_nproc_given(options_path, overrides))
     check_cluster(settings)
     exp_path, _ = check_exp_dir(options)
     exp_dir = Path(os.path.abspath(exp_path))
@@ -269,7 +327,8 @@ def follow(job: Any, exp_dir: Path, out: IO[str], err: IO[str]) -> int:
     for t in tails:
         t.pump()
     try:
-        code = job.result()
+        codes = job.results()  # multi-node: one exit code per node's task; the first non-zero one counts
+        code = next((c for c in codes if c != 0), codes[0])
     except Exception as exc:
         if cancelled:
             print(f"slurm: job {job.job_id} cancelled; resume with: {_resume_line(exp_dir)}", file=err)
