@@ -6,16 +6,19 @@ target with :func:`os.replace`, so a reader (or a ``kill -9``) sees either the
 old file or the new one, never a torn one.
 
 :func:`commit_group` extends this to a *set* of files (the three checkpoint
-files of one save) with a small journal; :func:`recover_groups` rolls an
+files of one save) with a commit marker; :func:`recover_groups` rolls an
 interrupted commit forward or back the next time the directory is used.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -27,11 +30,16 @@ __all__ = [
     "atomic_write_json",
     "commit_group",
     "recover_groups",
+    "settle_group",
+    "group_pending",
     "JOURNAL_SUFFIX",
+    "MARKER_SUFFIX",
 ]
 
 PathLike = str | os.PathLike[str]
-JOURNAL_SUFFIX = ".commit.json"
+JOURNAL_SUFFIX = ".commit.json"  # the journal of earlier versions' commits (still recovered)
+MARKER_SUFFIX = ".commit"
+_MARKER_RE = re.compile(r"(.+)\.([0-9a-f]+)\.commit")
 _STAGED_SUFFIX = ".staged"
 
 
@@ -114,46 +122,112 @@ def commit_group(
     writers: Mapping[str, Callable[[IO[bytes]], None]],
     links: Mapping[str, str] | None = None,
 ) -> None:
-    """Replace several files of ``directory`` as one unit.
+    """Replace several files of ``directory`` as one unit, in 5 fsyncs (3 files: 3 + 2).
 
-    ``writers`` maps file names to writer callbacks.  All files are first
-    staged (written and fsynced under a temporary name), then a journal
-    ``<name>.commit.json`` listing them is written atomically, then each staged
-    file is renamed over its target and the journal is removed.  A crash
-    before the journal exists leaves the old files; a crash after it is rolled
-    forward by :func:`recover_groups`.
+    1. Stage: every file is written under ``<file>.<token>.staged`` (all writes first, then one
+       fsync per file, so the disk can merge them); ``links`` maps extra names to a name of
+       ``writers``: a hard link (a copy where links are not supported) of its staged file, so
+       ``ckpt_best_*`` costs no second serialisation and no fsync.  The directory is fsynced:
+       the staged names are durable, and so are the renames of this group's previous commit,
+       whose marker is then removed (the fsync deferred from the end of that commit).
+    2. Commit point: an empty marker ``<name>.<token>.commit`` is created and the directory
+       fsynced.  From here the commit is done: a crash (or a power loss) rolls it forward.
+    3. Apply: each staged file is renamed over its target.  The marker stays until the next
+       commit or :func:`settle_group` has made these renames durable.
 
-    ``links`` maps extra file names to a name of ``writers``: they get the
-    same content as a hard link (a copy where links are not supported), so
-    ``ckpt_best_*`` costs no second serialisation.
+    A crash before the marker exists leaves the old files (the staged ones are deleted by
+    :func:`recover_groups`); a crash after it is rolled forward by :func:`recover_groups`.
     """
     directory = Path(directory)
+    previous = _markers(directory, name)
+    if previous:  # a commit that failed between its marker and its renames: finish it first
+        for marker in previous:
+            _roll_forward_marker(directory, marker)
+    token = f"{time.time_ns():016x}{os.urandom(3).hex()}"
     staged: dict[str, str] = {}
+    files: list[Any] = []
     try:
         for fname, writer in writers.items():
-            target = directory / fname
-            tmp = _write_temp(target, writer, fsync=True)
-            final_tmp = target.with_name(target.name + _STAGED_SUFFIX)
-            os.replace(tmp, final_tmp)
-            staged[fname] = final_tmp.name
+            tmp_name = f"{fname}.{token}{_STAGED_SUFFIX}"
+            fd = os.open(directory / tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            staged[fname] = tmp_name
+            f = os.fdopen(fd, "wb")
+            files.append(f)
+            writer(f)
+            f.flush()
+        for f in files:  # every write was issued before the first fsync
+            os.fsync(f.fileno())
+            f.close()
         for fname, source in (links or {}).items():
-            link_tmp = directory / (fname + _STAGED_SUFFIX)
-            link_tmp.unlink(missing_ok=True)
+            link_tmp = f"{fname}.{token}{_STAGED_SUFFIX}"
+            source_tmp = staged[source]
+            staged[fname] = link_tmp
             try:
-                os.link(directory / staged[source], link_tmp)
+                os.link(directory / source_tmp, directory / link_tmp)
             except OSError:
-                shutil.copyfile(directory / staged[source], link_tmp)
-            staged[fname] = link_tmp.name
+                shutil.copyfile(directory / source_tmp, directory / link_tmp)
+                _fsync_file(directory / link_tmp)  # a copy is data of its own
     except BaseException:
+        for f in files:
+            f.close()
         for tmp_name in staged.values():
             (directory / tmp_name).unlink(missing_ok=True)
         raise
-    _fsync_dir(directory)
-    journal = directory / (name + JOURNAL_SUFFIX)
-    atomic_write_json(journal, {"files": staged})
+    _fsync_dir(directory)  # staged files durable; so are the previous commit's renames
+    for marker in previous:
+        marker.unlink(missing_ok=True)
+    marker = directory / f"{name}.{token}{MARKER_SUFFIX}"
+    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    _fsync_dir(directory)  # the commit point
     _roll_forward(directory, staged)
-    journal.unlink()
+
+
+def settle_group(directory: PathLike, name: str) -> None:
+    """Make the last :func:`commit_group` of ``name`` durable (the deferred directory fsync) and remove its marker."""
+    directory = Path(directory)
+    markers = _markers(directory, name)
+    if not markers:
+        return
+    for marker in markers:
+        _roll_forward_marker(directory, marker)
     _fsync_dir(directory)
+    for marker in markers:
+        marker.unlink(missing_ok=True)
+
+
+def group_pending(directory: PathLike, name: str) -> bool:
+    """Whether a commit of ``name`` was committed (journal or marker) but not all its files renamed yet."""
+    directory = Path(directory)
+    if (directory / (name + JOURNAL_SUFFIX)).exists():
+        return True
+    return any(_marker_staged(directory, m) for m in _markers(directory, name))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _markers(directory: Path, name: str) -> list[Path]:
+    """The commit markers ``<name>.<token>.commit`` of ``directory``, oldest first."""
+    return sorted(m for m in directory.glob(f"{glob.escape(name)}.*{MARKER_SUFFIX}")
+                  if (hit := _MARKER_RE.fullmatch(m.name)) and hit.group(1) == name and not m.is_symlink())
+
+
+def _marker_staged(directory: Path, marker: Path) -> dict[str, str]:
+    """``{target: staged name}`` for the staged files of ``marker``'s commit still in ``directory``."""
+    token = marker.name[: -len(MARKER_SUFFIX)].rsplit(".", 1)[1]  # hex: no glob character
+    suffix = f".{token}{_STAGED_SUFFIX}"
+    return {p.name[: -len(suffix)]: p.name for p in directory.glob(f"*{suffix}")}
+
+
+def _roll_forward_marker(directory: Path, marker: Path) -> bool:
+    staged = _marker_staged(directory, marker)
+    _roll_forward(directory, staged)
+    return bool(staged)
 
 
 def _plain_name(name: object) -> bool:
@@ -195,11 +269,20 @@ def recover_groups(directory: PathLike) -> list[str]:
         _roll_forward(directory, staged)
         journal.unlink(missing_ok=True)
         recovered.append(journal.name[: -len(JOURNAL_SUFFIX)])
-    # Staged files without a journal belong to a commit that never happened.
+    markers = [m for m in sorted(directory.glob("*" + MARKER_SUFFIX)) if _MARKER_RE.fullmatch(m.name)]
+    for marker in markers:
+        if marker.is_symlink():
+            continue
+        if _roll_forward_marker(directory, marker):
+            recovered.append(_MARKER_RE.fullmatch(marker.name).group(1))  # type: ignore[union-attr]
+    # Staged files without a journal or marker belong to a commit that never happened.
     for leftover in directory.glob("*" + _STAGED_SUFFIX):
         leftover.unlink(missing_ok=True)
     for leftover in directory.glob(".*.tmp"):
         leftover.unlink(missing_ok=True)
-    if recovered:
-        _fsync_dir(directory)
+    if recovered or markers:
+        _fsync_dir(directory)  # the renames are durable before their marker goes
+    for marker in markers:
+        if not marker.is_symlink():
+            marker.unlink(missing_ok=True)
     return recovered

@@ -31,7 +31,7 @@ from typing import IO, Any
 from bootstrap_repro._metric_names import resolve, resolve_checkpoint
 from bootstrap_repro.errors import (CheckpointError, ExperimentExistsError, HookRegistrationError, OptionsError,
                                     ReproError)
-from bootstrap_repro.fileio import JOURNAL_SUFFIX, atomic_write_text, recover_groups
+from bootstrap_repro.fileio import atomic_write_text, group_pending, recover_groups
 from bootstrap_repro.logger import Logger
 from bootstrap_repro.options import Options, check_resume_options
 from bootstrap_repro.record._env import scheduler_facts
@@ -144,8 +144,8 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
         raise RunLockedError(in_use)
     if resume is None:
         if path.exists() and (not path.is_dir() or any(p.name != LOCK_NAME for p in path.iterdir())):
-            # a checkpoint: a committed file, or a commit whose journal was written (staged files alone are not)
-            checkpointed = any(path.glob("ckpt_*.pth.tar")) or (path / f"ckpt{JOURNAL_SUFFIX}").exists()
+            # a checkpoint: a committed file, or a commit whose marker (or journal) was written (staged files alone are not)
+            checkpointed = any(path.glob("ckpt_*.pth.tar")) or group_pending(path, "ckpt")
             if path.is_dir() and not checkpointed and _uncheckpointed(path) == "early":
                 see = " (see its logs.txt)" if (path / "logs.txt").is_file() else ""
                 raise ExperimentExistsError(

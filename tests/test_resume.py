@@ -15,7 +15,9 @@ from bootstrap_repro.options import merge
 pytestmark = pytest.mark.slow
 
 # A dataset plugin that kills its own process (SIGKILL or SIGTERM) at a chosen hook when
-# KILL_AT=hook:epoch[:batch[:signal]] is set; without it, the run is an ordinary one.
+# KILL_AT=hook:epoch[:batch[:signal[:renamed]]] is set; without it, the run is an ordinary one.
+# ``renamed``: wait first until the checkpoint in flight is renamed into place, not until its
+# deferred directory fsync (Checkpointer.wait(durable=False)).
 KILLER = textwrap.dedent("""
     import os, signal
     from bootstrap_repro.datasets import Synthetic
@@ -27,9 +29,11 @@ KILLER = textwrap.dedent("""
         spec = os.environ.get('KILL_AT')
         if spec:
             parts = spec.split(':')
-            hook, epoch, batch, sig = parts + ['-1', 'SIGKILL'][len(parts) - 2:]
+            hook, epoch, batch, sig, then = parts + ['-1', 'SIGKILL', ''][len(parts) - 2:]
             def kill(e):
                 if e.epoch == int(epoch) and int(batch) in (-1, e.state.batch):
+                    if then == 'renamed':
+                        e.checkpointer.wait(durable=False)
                     os.kill(os.getpid(), getattr(signal, sig))
             engine.register_hook(hook, kill)
         return {'train': Synthetic('train', **kw), 'eval': Synthetic('val', **kw)}
@@ -76,6 +80,7 @@ def reference(request, tmp_path_factory):
     "train_on_start_batch:2:1",  # in the middle of epoch 3 of 5
     "train_on_flush:2",  # epoch 3's train values are in logs.json, its checkpoint is not written
     "engine_on_checkpoint:3",  # while the checkpoints of epoch 3 are being written in the background
+    "engine_on_checkpoint:3:-1:SIGKILL:renamed",  # epoch 3's files renamed in, their directory fsync deferred
 ])
 def test_kill9_then_resume_is_bit_identical(tmp_path, reference, kill_at):
     nb_threads, expected = reference
@@ -85,6 +90,9 @@ def test_kill9_then_resume_is_bit_identical(tmp_path, reference, kill_at):
     assert r.returncode == -9, r.stderr
     exp = tmp_path / "exp"
     json.loads((exp / "logs.json").read_text())  # valid JSON after the kill
+    if kill_at.endswith(":renamed"):  # the state between the renames and the deferred fsync
+        assert len(list(exp.glob("ckpt.*.commit"))) == 1 and not list(exp.glob("*.staged"))
+        assert torch.load(exp / "ckpt_last_engine.pth.tar", weights_only=True)["resume_epoch"] == 3
     r = cli("run", "-o", str(exp / "options.yaml"), "--exp.resume", "last", env=env)
     assert r.returncode == 0, r.stderr
     assert_identical(outputs(exp), expected)

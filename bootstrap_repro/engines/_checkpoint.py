@@ -26,7 +26,7 @@ from bootstrap_repro.engines._distributed import unwrap
 from bootstrap_repro.engines._seed_ckpt import (is_seed_model_state, model_state_from_seed, optimizer_state_for,
                                                seed_logs_lengths)
 from bootstrap_repro.errors import CheckpointError
-from bootstrap_repro.fileio import JOURNAL_SUFFIX, commit_group, recover_groups
+from bootstrap_repro.fileio import commit_group, group_pending, recover_groups, settle_group
 
 __all__ = ["Checkpointer", "rng_state", "set_rng_state", "checkpoint_names"]
 
@@ -70,7 +70,7 @@ def checkpoint_names(exp_dir: str | Path) -> list[str]:
 
     def present(n: str, part: str) -> bool:  # final, or staged by a commit in flight
         f = exp_dir / f"ckpt_{n}_{part}.pth.tar"
-        return f.exists() or f.with_name(f.name + ".staged").exists()
+        return f.exists() or f.with_name(f.name + ".staged").exists() or any(exp_dir.glob(f"{f.name}.*.staged"))
 
     return sorted(n for n in names if all(present(n, part) for part in PARTS))
 
@@ -98,7 +98,10 @@ class Checkpointer:
     :meth:`save` copies the states on the calling thread, then serialises and
     commits them on a background thread, so training goes on while the files
     are written and fsynced.  At most one save is in flight; :meth:`wait`
-    blocks until it is on disk (and re-raises its error, if any).
+    blocks until it is on disk (and re-raises its error, if any).  The last
+    directory fsync of a commit is deferred to the next one (or to :meth:`wait`,
+    which the end of training calls): a committed save rolls forward after a
+    crash or a power loss (:func:`~bootstrap_repro.fileio.commit_group`).
     """
 
     def __init__(self, exp_dir: str | Path, *, background: bool = True) -> None:
@@ -106,6 +109,7 @@ class Checkpointer:
         self.background = background
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._unsettled = False  # a commit of ours whose deferred directory fsync is still to do
 
     def path(self, name: str, part: str) -> Path:
         return self.dir / f"ckpt_{name}_{part}.pth.tar"
@@ -119,7 +123,7 @@ class Checkpointer:
         ``optimizer`` default to the engine's; ``resume_epoch`` (the epoch a
         resume starts at) to ``engine.state.epoch``.
         """
-        self.wait()
+        self.wait(durable=False)  # the next commit makes this one's renames durable
         model = engine.model if model is None else model
         optimizer = engine.optimizer if optimizer is None else optimizer
         engine_state = {
@@ -142,6 +146,7 @@ class Checkpointer:
         first, *others = names
         writers = {self.path(first, part).name: writer(obj) for part, obj in objs.items()}
         links = {self.path(n, part).name: self.path(first, part).name for n in others for part in objs}
+        self._unsettled = True
         if not self.background:
             commit_group(self.dir, "ckpt", writers, links)
             return
@@ -155,14 +160,22 @@ class Checkpointer:
         self._thread = threading.Thread(target=job, name="bootstrap-repro-checkpoint", daemon=False)
         self._thread.start()
 
-    def wait(self) -> None:
-        """Block until the last save is committed; re-raise its error."""
+    def wait(self, *, durable: bool = True) -> None:
+        """Block until the last save is committed; re-raise its error.
+
+        ``durable`` (default) also does the directory fsync deferred from the commit and removes
+        its marker; without it the save is committed (it survives a crash or a power loss,
+        rolled forward) but the experiment dir keeps ``ckpt.<token>.commit`` until then.
+        """
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+        if durable and self._unsettled:  # only the process that saved settles (not another DDP rank)
+            settle_group(self.dir, "ckpt")
+            self._unsettled = False
 
     def exists(self, name: str) -> bool:
         return self.path(name, "engine").exists() and self.path(name, "model").exists()
@@ -271,7 +284,7 @@ class Checkpointer:
         be used (unreadable, another network, another optimizer) is one error line and the dir is
         left as it was.  A commit in flight (recovered later, under the run's lock) is not checked.
         """
-        if (self.dir / f"ckpt{JOURNAL_SUFFIX}").exists() or not self.exists(name):
+        if group_pending(self.dir, "ckpt") or not self.exists(name):
             return
         self._engine_state(name)
         target = unwrap(engine.model)

@@ -1,0 +1,250 @@
+"""What users run vs a raw script: the ``bootstrap-repro run`` process against a plain PyTorch script.
+
+Part 1, the 5-epoch MLP job of issue 15 (synthetic data 4096 x 64, 10 classes, batch 64: 64 train
+and 64 eval batches per epoch; MLP 64-256-256-10, Adam; per-batch loss/top-1/top-5 kept; eval and
+a checkpoint every epoch).  Each pair runs, in alternating order, two fresh processes:
+
+- ``bootstrap-repro run`` with its view (3 plotly curves) and record, checkpoints ``last`` +
+  ``best_*`` committed atomically every epoch, ``logs.json`` journal, its result stored in a
+  (fresh, empty: each run is a miss) result cache;
+- ``raw``: a hand-written script doing the same training and evaluation (a ``DataLoader`` over a
+  ``TensorDataset``, shuffled each epoch), writing the files it needs:
+  ``torch.save`` of the model and optimizer each epoch (to a temporary name, then ``os.replace``; no
+  fsync) and a ``json.dump`` of its logs each epoch.
+
+Printed: the fit-time ratio (the CLI's fit, from two lines a hook plugin writes to its ``logs.txt`` at
+``train_on_start`` and ``train_on_end``, over the raw script's own fit) and the whole-process wall
+ratio, medians over the pairs.  The CLI's fit includes waiting for its last checkpoint to be durable.
+
+Part 2, the view's cost: a 200-epoch run of tiny batches (64 items, batch 8, dim 8), the Engine
+in process, ``view: []`` vs a plotly view of 3 curves, alternating pairs, ratio of fit times.
+
+    python benchmarks/cli_overhead.py                  # ~3 min on 2 cores
+    python benchmarks/cli_overhead.py --pairs 7 --view-pairs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+EPOCHS, ITEMS, DIM, CLASSES, BATCH = 5, 4096, 64, 10, 64
+VIEW = ["logs:train_epoch.loss+logs:eval_epoch.loss", "logs:eval_epoch.acctop1", "logs:train_batch.loss"]
+
+CLOCK = textwrap.dedent("""
+    import time
+
+    def register(engine):
+        engine.register_hook('train_on_start', lambda: engine.logger(f'fit_clock start {time.time():.6f}'))
+        engine.register_hook('train_on_end', lambda: engine.logger(f'fit_clock end {time.time():.6f}'))
+""")
+
+RAW = textwrap.dedent("""
+    import json, os, sys, time
+    import torch
+    from torch import nn
+
+    exp = sys.argv[1]
+    EPOCHS, ITEMS, DIM, CLASSES, BATCH = %d, %d, %d, %d, %d
+    torch.set_num_threads(1)
+    os.makedirs(exp)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(CLASSES, DIM, generator=g) * 2
+    def split(seed):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randint(0, CLASSES, (ITEMS,), generator=g)
+        return centers[y] + torch.randn(ITEMS, DIM, generator=g), y
+    from torch.utils.data import DataLoader, TensorDataset
+    train, val = TensorDataset(*split(1)), TensorDataset(*split(2))
+    model = nn.Sequential(nn.Linear(DIM, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, CLASSES),
+                          nn.LogSoftmax(dim=1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    crit = nn.NLLLoss()
+    logs = {k: [] for k in ("train_batch.loss", "train_batch.acctop1", "train_batch.acctop5", "eval_batch.loss",
+                            "eval_batch.acctop1", "eval_batch.acctop5", "eval_epoch.loss")}
+
+    def step(x, y, mode):
+        out = model(x)
+        loss = crit(out, y)
+        top = out.topk(5, dim=1).indices
+        logs[mode + "_batch.loss"].append(loss.item())
+        logs[mode + "_batch.acctop1"].append((top[:, 0] == y).float().mean().item() * 100)
+        logs[mode + "_batch.acctop5"].append((top == y[:, None]).any(1).float().mean().item() * 100)
+        return loss
+
+    def save(obj, name):
+        tmp = os.path.join(exp, name + ".tmp")
+        torch.save(obj, tmp)
+        os.replace(tmp, os.path.join(exp, name))
+
+    start = time.perf_counter()
+    best = float("inf")
+    for epoch in range(EPOCHS):
+        model.train()
+        for x, y in DataLoader(train, batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(epoch)):
+            opt.zero_grad(set_to_none=True)
+            step(x, y, "train").backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            losses = [step(x, y, "eval").item() for x, y in DataLoader(val, batch_size=BATCH)]
+        logs["eval_epoch.loss"].append(sum(losses) / len(losses))
+        save(model.state_dict(), "last_model.pth")
+        save(opt.state_dict(), "last_optimizer.pth")
+        save({"epoch": epoch + 1, "rng": torch.get_rng_state()}, "last_engine.pth")
+        if logs["eval_epoch.loss"][-1] < best:
+            best = logs["eval_epoch.loss"][-1]
+            save(model.state_dict(), "best_model.pth")
+        with open(os.path.join(exp, "logs.json.tmp"), "w") as f:
+            json.dump(logs, f)
+        os.replace(os.path.join(exp, "logs.json.tmp"), os.path.join(exp, "logs.json"))
+    print(f"fit {time.perf_counter() - start:.6f}")
+""") % (EPOCHS, ITEMS, DIM, CLASSES, BATCH)
+
+
+def cli_options(exp: Path) -> dict[str, Any]:
+    return {
+        "exp": {"dir": str(exp)}, "misc": {"seed": 0},
+        "dataset": {"name": "synthetic", "nb_items": ITEMS, "nb_classes": CLASSES, "dim": DIM, "batch_size": BATCH,
+                    "nb_threads": 0},
+        "model": {"name": "simple", "network": {"name": "mlp", "input_dim": DIM, "hidden": [256, 256],
+                                                "nb_classes": CLASSES},
+                  "criterion": {"name": "nll"}, "metric": {"name": "accuracy", "topk": [1, 5]}},
+        "optimizer": {"name": "adam", "lr": 1e-3},
+        "engine": {"nb_epochs": EPOCHS, "saving_criteria": ["loss:min", "acctop1:max"], "progress_bar": False},
+        "view": VIEW,
+    }
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run_cli(tmp: Path, i: int) -> tuple[float, float]:
+    import yaml
+
+    exp = tmp / f"cli{i}"
+    opt = tmp / f"cli{i}.yaml"
+    opt.write_text(yaml.safe_dump(cli_options(exp)))
+    env = {**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "BOOTSTRAP_REPRO_HOOKS": "fit_clock", "OMP_NUM_THREADS": "1",
+           # a fresh, empty result cache per run: a miss (the run trains) that stores its result, as a
+           # first run does (the same options in a shared cache would be a hit after the first pair)
+           "BOOTSTRAP_REPRO_CACHE_DIR": str(tmp / f"cache{i}")}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "bootstrap_repro", "run", "-o", str(opt)], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    wall = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr
+    marks = {ln.split("fit_clock ")[1].split()[0]: float(ln.split()[-1])
+             for ln in (exp / "logs.txt").read_text().splitlines() if "fit_clock " in ln}
+    return marks["end"] - marks["start"], wall
+
+
+def run_raw(tmp: Path, i: int) -> tuple[float, float]:
+    script = tmp / "raw.py"
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, str(script), str(tmp / f"raw{i}")], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    wall = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr
+    return float(r.stdout.split("fit ")[1]), wall
+
+
+def part1(pairs: int) -> None:
+    print(f"== part 1: `bootstrap-repro run` vs a raw script, {EPOCHS} epochs x {ITEMS // BATCH} train + "
+          f"{ITEMS // BATCH} eval batches, {pairs} alternating pairs (load average {load()})")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        (tmp / "fit_clock.py").write_text(CLOCK)
+        (tmp / "raw.py").write_text(RAW)
+        run_cli(tmp, -1), run_raw(tmp, -1)  # warm the page cache of both sides' imports
+        fit_r, wall_r, got_all = [], [], []
+        for i in range(pairs):
+            order = ("cli", "raw") if i % 2 == 0 else ("raw", "cli")
+            got = {who: (run_cli if who == "cli" else run_raw)(tmp, i) for who in order}
+            fit_r.append(got["cli"][0] / got["raw"][0])
+            wall_r.append(got["cli"][1] / got["raw"][1])
+            got_all.append(got)
+            print(f"pair {i}: fit cli {got['cli'][0]:.3f}s raw {got['raw'][0]:.3f}s = {fit_r[-1]:.3f}x | "
+                  f"process cli {got['cli'][1]:.3f}s raw {got['raw'][1]:.3f}s = {wall_r[-1]:.3f}x | load {load()}")
+        med = {k: statistics.median(g[w][j] for g in got_all) for k, (w, j) in
+               {"cli_fit": ("cli", 0), "raw_fit": ("raw", 0), "cli_wall": ("cli", 1), "raw_wall": ("raw", 1)}.items()}
+        print(f"median fit: cli {med['cli_fit']:.3f}s, raw {med['raw_fit']:.3f}s; median ratio {statistics.median(fit_r):.3f}x "
+              f"(goal <= 1.10)")
+        print(f"median process: cli {med['cli_wall']:.3f}s, raw {med['raw_wall']:.3f}s; median ratio "
+              f"{statistics.median(wall_r):.3f}x (goal <= 1.05)")
+
+
+def engine_fit(exp: Path, view: list[str]) -> float:
+    from bootstrap_repro.options import DEFAULTS, Options, merge
+    from bootstrap_repro.run import run
+
+    tree = merge(DEFAULTS, {
+        "exp": {"dir": str(exp)}, "misc": {"seed": 0},
+        "dataset": {"name": "synthetic", "nb_items": 64, "nb_classes": 4, "dim": 8, "batch_size": 8, "nb_threads": 0},
+        "model": {"name": "simple", "network": {"name": "mlp", "input_dim": 8, "hidden": 16, "nb_classes": 4},
+                  "criterion": {"name": "nll"}, "metric": {"name": "accuracy", "topk": [1, 2]}},
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "engine": {"nb_epochs": 200, "saving_criteria": ["loss:min"], "progress_bar": False},
+        "view": view,
+    })
+    marks: dict[str, float] = {}
+
+    def setup(engine: Any) -> None:
+        engine.register_hook("train_on_start", lambda: marks.__setitem__("start", time.perf_counter()))
+        engine.register_hook("train_on_end", lambda: marks.__setitem__("end", time.perf_counter()))
+
+    with open(os.devnull, "w") as null:
+        res = run(Options(tree), setup=setup, handle_signals=False, stream=null)
+    assert res.status == "COMPLETED", res.error
+    return marks["end"] - marks["start"]
+
+
+def part2(pairs: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    print(f"== part 2: 200 epochs x (8 train + 8 eval batches of 8), Engine in process, view on (3 plotly curves) vs "
+          f"`view: []`, {pairs} alternating pairs (load average {load()})")
+    with tempfile.TemporaryDirectory() as d:
+        engine_fit(Path(d) / "warm", VIEW)
+        ratios, on, off = [], [], []
+        for i in range(pairs):
+            order = ("on", "off") if i % 2 == 0 else ("off", "on")
+            got = {w: engine_fit(Path(d) / f"{w}{i}", VIEW if w == "on" else []) for w in order}
+            on.append(got["on"]), off.append(got["off"])
+            ratios.append(got["on"] / got["off"])
+            print(f"pair {i}: view on {got['on']:.3f}s off {got['off']:.3f}s = {ratios[-1]:.3f}x | load {load()}")
+        print(f"median fit: view on {statistics.median(on):.3f}s, off {statistics.median(off):.3f}s; median ratio "
+              f"{statistics.median(ratios):.3f}x (goal <= 1.05)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=7, help="part 1: alternating CLI/raw pairs")
+    ap.add_argument("--view-pairs", type=int, default=5, help="part 2: alternating view on/off pairs")
+    ap.add_argument("--only", type=int, choices=[1, 2])
+    args = ap.parse_args()
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}; {os.cpu_count()} CPUs")
+    if args.only in (None, 1):
+        part1(args.pairs)
+    if args.only in (None, 2):
+        part2(args.view_pairs)
+    print(f"uptime at the end: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
+
+
+if __name__ == "__main__":
+    main()
