@@ -757,7 +757,8 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
             except OSError:
                 pass
             continue
-        if cfg.max_input_bytes is not None and s.st_size > cfg.max_input_bytes:
+        # the bound is for data: a file of an installed package (plotly.min.js) is part of the environment
+        if cfg.max_input_bytes is not None and s.st_size > cfg.max_input_bytes and kind != "installed":
             inputs.unfingerprintable.append(
                 f"{p}: {s.st_size / 1024**3:.1f} GB, over exp.max_input_gb={cfg.max_input_bytes / 1024**3:g}")
             continue
