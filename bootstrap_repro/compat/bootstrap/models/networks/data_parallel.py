@@ -34,12 +34,14 @@ def gather(outputs: Any, target_device: Any, dim: int = 0) -> Any:
     return gather_map(outputs)
 
 
-class DataParallel(nn.DataParallel):
-    """``nn.DataParallel`` that forwards unknown attributes and state dicts to the wrapped module."""
+class _ToModule:
+    """The seed's wrappers: unknown attributes and the state dict are the wrapped module's."""
+
+    module: nn.Module
 
     def __getattr__(self, key: str) -> Any:
         try:
-            return super().__getattr__(key)
+            return super().__getattr__(key)  # type: ignore[misc]
         except AttributeError:
             if key == "module":
                 raise
@@ -50,24 +52,14 @@ class DataParallel(nn.DataParallel):
 
     def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
         return self.module.load_state_dict(*args, **kwargs)
+
+
+class DataParallel(_ToModule, nn.DataParallel):
+    """``nn.DataParallel`` that forwards unknown attributes and state dicts to the wrapped module."""
 
     def gather(self, outputs: Any, output_device: Any) -> Any:
         return gather(outputs, output_device, dim=self.dim)
 
 
-class DistributedDataParallel(nn.parallel.DistributedDataParallel):
+class DistributedDataParallel(_ToModule, nn.parallel.DistributedDataParallel):
     """``nn.parallel.DistributedDataParallel`` that forwards unknown attributes and state dicts to the module."""
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return super().__getattr__(key)
-        except AttributeError:
-            if key == "module":
-                raise
-            return getattr(self.module, key)
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        return self.module.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        return self.module.load_state_dict(*args, **kwargs)
