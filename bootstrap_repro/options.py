@@ -223,6 +223,8 @@ def read_yaml(path: Path, shown: str | None = None, *, what: str = "options file
     """Parse a YAML file (safe loader); every failure is one ``error`` line naming ``file:line:col``."""
     shown = str(path) if shown is None else shown
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO or a device would block or never end
+            raise error(f"{shown}: not a regular file; give a YAML {what}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{shown}: {what} not found; check the path") from None

@@ -142,6 +142,8 @@ def check_exp_dir(options: Options) -> tuple[Path, str | None]:
     in_use = exp_dir_in_use(path) if path.is_dir() else None
     if in_use is not None:  # a run is going on there: that, not what its files say so far
         raise RunLockedError(in_use)
+    if path.exists() and not path.is_dir():
+        raise ExperimentExistsError(f"exp.dir: {path} is a file, not a directory; choose another --exp.dir")
     if resume is None:
         if path.exists() and (not path.is_dir() or any(p.name != LOCK_NAME for p in path.iterdir())):
             # a checkpoint: a committed file, or a commit whose marker (or journal) was written (staged files alone are not)
@@ -246,6 +248,15 @@ def _start_over(exp_dir: Path, logger: Logger) -> bool:
     return True
 
 
+def _make_dir(exp_dir: Path) -> None:
+    """Create ``exp_dir`` (and its parents); a path that cannot be one is a one-line :class:`OptionsError`."""
+    try:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OptionsError(f"exp.dir: cannot create {exp_dir} ({exc.strerror or exc}); "
+                           f"choose a --exp.dir in a writable directory") from None
+
+
 def _check_still_empty(exp_dir: Path, resume: str | None) -> None:
     """Under the lock: a new run's dir must still be empty (another run may have finished there meanwhile)."""
     if resume is None and any(p.name != LOCK_NAME for p in exp_dir.iterdir()):
@@ -286,7 +297,7 @@ def _from_cache(options: Options, exp_dir: Path, snap: Snapshot, logger: Logger)
                 stale.append(changed)
                 continue
             views.check_view_option(options)  # a bad view option fails before anything is created
-            exp_dir.mkdir(parents=True, exist_ok=True)
+            _make_dir(exp_dir)
             with exp_dir_lock(exp_dir):
                 _check_still_empty(exp_dir, None)
                 mode = "train" if options.get("dataset.train_split") else "eval"
@@ -571,7 +582,7 @@ def run(
                 return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, False)
             if resume is not None:
                 verify_resume(engine, exp_dir, resume, eval_only)  # before anything is written into the dir
-            exp_dir.mkdir(parents=True, exist_ok=True)
+            _make_dir(exp_dir)
             with exp_dir_lock(exp_dir):
                 if resume == "last" and not eval_only and _start_over(exp_dir, logger):
                     resume = None  # nothing to resume: a new run in this dir

@@ -96,3 +96,22 @@ def test_a_hook_plugin_whose_register_raises_leaves_no_exp_dir(capsys, tiny_file
     assert_bad_input(capsys, tmp_path, ["run", "-o", str(opts)],
                      "engine.hooks[0]: raisinghooks.register(engine) raised ValueError: boom (raisinghooks.py:2); "
                      "fix the plugin")
+
+
+def test_an_exp_dir_that_cannot_be_made(capsys, tiny_file, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    opts = str(tiny_file())
+    assert_bad_input(capsys, tmp_path, ["run", "-o", opts, "--exp.dir", str(afile / "sub")],
+                     f"exp.dir: cannot create {afile / 'sub'} (Not a directory); choose a --exp.dir in a writable "
+                     f"directory")
+    assert_bad_input(capsys, tmp_path, ["run", "-o", opts, "--exp.dir", str(afile)],
+                     f"exp.dir: {afile} is a file, not a directory; choose another --exp.dir")
+
+
+def test_a_fifo_as_options_file_is_refused_at_once(capsys, tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    assert_bad_input(capsys, tmp_path, ["run", "-o", str(fifo)], f"{fifo}: not a regular file; give a YAML options file")

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from bootstrap_repro.errors import UnsafePathError
+from bootstrap_repro.errors import OptionsError, UnsafePathError
 from bootstrap_repro.record._errors import RunLockedError
 
 __all__ = ["LOCK_NAME", "exp_dir_in_use", "exp_dir_lock", "file_lock", "open_no_follow"]
@@ -55,7 +55,11 @@ def exp_dir_lock(exp_dir: Path) -> Iterator[None]:
     with _HELD_GUARD:
         if key in _HELD:  # opening and closing .lock here would release this process's own lock
             raise RunLockedError(_SAME_PROCESS.format(exp_dir=exp_dir))
-        fd = open_no_follow(exp_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+        try:
+            fd = open_no_follow(exp_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+        except PermissionError as exc:
+            raise OptionsError(f"exp.dir: cannot write in {exp_dir} ({exc.strerror}); "
+                               f"choose a --exp.dir in a writable directory") from None
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
