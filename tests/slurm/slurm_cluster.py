@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import IN_CI, REPO
@@ -28,9 +29,21 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"Slurm: {reason}")
 
 
+#: The cluster this process started, shared by every test module that imports the fixture (pytest makes one
+#: session fixture per importing module): {"dir": Path, "lock": fd, "users": n, "saved": SLURM_CONF before}.
+_CLUSTER: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory) -> Iterator[Path]:
     """The cluster's dir (``SLURM_CONF`` is ``DIR/slurm.conf`` while the session lasts)."""
+    if _CLUSTER:  # another module's instance of this fixture started it: share it
+        _CLUSTER["users"] += 1
+        try:
+            yield _CLUSTER["dir"]
+        finally:
+            _release()
+        return
     pytest.importorskip("submitit")
     if os.geteuid() != 0:
         _unavailable("the test cluster runs munged/slurmd as root, and this is not root")
@@ -45,14 +58,23 @@ def slurm(tmp_path_factory) -> Iterator[Path]:
         subprocess.run([str(SCRIPT), "down", str(d)], capture_output=True, timeout=120)
         os.close(lock)
         _unavailable(f"scripts/slurm-local.sh up failed: {up.stderr.strip()[-400:]}")
-    saved = os.environ.get("SLURM_CONF")
+    _CLUSTER.update(dir=d, lock=lock, users=1, saved=os.environ.get("SLURM_CONF"))
     os.environ["SLURM_CONF"] = str(d / "slurm.conf")
     try:
         yield d
     finally:
-        subprocess.run([str(SCRIPT), "down", str(d)], capture_output=True, timeout=120)
-        os.close(lock)
-        if saved is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = saved
+        _release()
+
+
+def _release() -> None:
+    """The last user of the cluster stops it and gives the machine-wide lock back."""
+    _CLUSTER["users"] -= 1
+    if _CLUSTER["users"]:
+        return
+    subprocess.run([str(SCRIPT), "down", str(_CLUSTER["dir"])], capture_output=True, timeout=120)
+    os.close(_CLUSTER["lock"])
+    if _CLUSTER["saved"] is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = _CLUSTER["saved"]
+    _CLUSTER.clear()
