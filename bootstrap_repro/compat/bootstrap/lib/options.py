@@ -74,7 +74,24 @@ def _unfreeze(value: Any) -> None:
             _unfreeze(v)
 
 
-class OptionsDict(_native.OptionsDict):
+class _DottedLookup:
+    """``'a.b' in d`` and ``d.get('a.b', default)`` through ``d['a.b']``, as the seed's options allowed."""
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except (KeyError, TypeError):
+            return default
+
+
+class OptionsDict(_DottedLookup, _native.OptionsDict):
     """The seed's options dictionary.
 
     ``d['a.b']`` reads and writes nested keys (missing levels are created on write), nested dicts
@@ -114,20 +131,6 @@ class OptionsDict(_native.OptionsDict):
         if isinstance(value, Mapping) and not isinstance(value, OptionsDict):
             value = OptionsDict(value)
         dict.__setitem__(self, key, value)
-
-    def __contains__(self, key: object) -> bool:
-        try:
-            self[key]
-        except (KeyError, TypeError):
-            return False
-        return True
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        """``d.get('a.b', default)``."""
-        try:
-            return self[key]
-        except (KeyError, TypeError):
-            return default
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         for key, value in dict(*args, **kwargs).items():
@@ -253,7 +256,7 @@ class _SeedOptionsType(type(_native.Options)):  # type: ignore[misc]
         return instance
 
 
-class Options(_native.Options, metaclass=_SeedOptionsType):
+class Options(_DottedLookup, _native.Options, metaclass=_SeedOptionsType):
     """The seed's ``Options``: see the module docstring.  ``Options().options`` is its ``OptionsDict``."""
 
     __instance: Options | None = None  # the seed's singleton (tests reset ``Options._Options__instance``)
@@ -362,19 +365,6 @@ class Options(_native.Options, metaclass=_SeedOptionsType):
             self._tree[key] = value
         else:  # a running experiment's tree: read-only (raises)
             super().__setitem__(key, value)
-
-    def __contains__(self, key: object) -> bool:
-        try:
-            self[key]
-        except (KeyError, TypeError):
-            return False
-        return True
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except (KeyError, TypeError):
-            return default
 
     def has_key(self, key: Any) -> bool:
         return key in self
