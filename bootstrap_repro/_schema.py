@@ -6,8 +6,11 @@ numbers are range-checked and must be finite, enums are ``Literal``. pydantic wa
 hand-written checks or ``jsonschema`` because its models are typed Python (the schema *is* the
 documentation of each key), it reports every error with its location and the offending input, and
 its strict mode refuses coercions YAML users trip on. Keys the platform does not know (a plugin's
-``dataset.my_key``) pass through (``extra="allow"``); the built-in classes check their own
-arguments, and :func:`check` turns any refusal into one :class:`OptionsError` line naming the key,
+``dataset.my_key``) pass through (``extra="allow"``), except a near miss of a platform key
+(:func:`typo`: ``engine.nb_epoch``, ``exp.resum``, a top-level ``enigne``), which is a typo far more
+often than a plugin's own key; the options of the built-in network, criterion and metric are
+declared too (``model.network.hidden``, ``model.metric.topk``) when one of them is used, and
+:func:`check` turns any refusal into one :class:`OptionsError` line naming the key,
 where its value came from (the file or a ``--key`` flag) and what is expected.
 
 Every ``import`` key of the tree and every ``engine.hooks`` entry must be an absolute module name.
@@ -16,20 +19,25 @@ Every ``import`` key of the tree and every ``engine.hooks`` entry must be an abs
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.plugins import is_module_name
 
-__all__ = ["check", "MAX_EPOCHS", "MAX_SEED"]
+__all__ = ["check", "typo", "MAX_EPOCHS", "MAX_SEED", "MAX_COUNT", "MAX_THREADS"]
 
 #: Upper bounds that no real run reaches, so that a typo (``1e9``) is refused instead of looping for ever.
 MAX_EPOCHS = 10**6
 MAX_SEED = 2**63 - 1
+#: Bound of a size or a count (``dataset.batch_size``, ``engine.print_freq``...): a C int, as torch and the
+#: ``DataLoader`` take them; a bigger value fails deep in the run (``islice``, ``sys.maxsize``).
+MAX_COUNT = 2**31 - 1
+#: Bound of ``dataset.nb_threads`` (one process each).
+MAX_THREADS = 1024
 #: Where an experiment dir can never be (kernel and device file systems).
 _SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 _PATH_MAX = 4095
@@ -87,8 +95,8 @@ def _globs(value: Any) -> Any:
     return value
 
 
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Size = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1)]
 
@@ -131,7 +139,7 @@ class Dataset(_Section):
     name: Name | None = None
     train_split: str | None = "train"
     eval_split: str | None = "val"
-    nb_threads: NonNegInt = 0
+    nb_threads: Annotated[int, Field(ge=0, le=MAX_THREADS)] = 0
     batch_size: PosInt = 64
     dir: str | None = None
     shuffle: bool = True
@@ -171,6 +179,10 @@ class Model(_Section):
 
 class Docker(_Section):
     """``runtime.docker``: its values are checked by the Docker runtime (``runtimes/_docker.py``) when it is used."""
+
+    #: Its keys (for :func:`typo`).
+    keys: ClassVar[tuple[str, ...]] = ("image", "dockerfile", "build_args", "gpus", "shm_size", "env", "mounts",
+                                       "network")
 
 
 class Slurm(_Section):
@@ -212,6 +224,123 @@ class Tree(_Section):
     optimizer: Optimizer | None = None
     model: Model | None = None
     runtime: Runtime = Runtime()
+
+
+# ---- the options of the built-in network, criterion and metric (checked when ``name`` picks one, without ``import``)
+# Their types only: the classes check the ranges themselves (``hidden: -1`` is the network's refusal).
+class _Part(_Section):
+    model_config = ConfigDict(extra="allow", strict=True, hide_input_in_errors=False, defer_build=True)  # on first use
+
+
+# (made with create_model: real types, not annotation strings to evaluate, and built on first use)
+MLP = create_model("MLP", __base__=_Part, input_dim=(int, 64), hidden=(int | list[int], 64), nb_classes=(int, 10),
+                   dropout=(float, 0.0), output=(str, "log_softmax"))
+LeNet = create_model("LeNet", __base__=_Part, nb_classes=(int, 10), channels=(list[int], [32, 64]),
+                     in_channels=(int, 1), hidden=(int, 128), dropout=(float, 0.0), output=(str, "log_softmax"))
+ClassLoss = create_model("ClassLoss", __base__=_Part, target_key=(str, "class_id"), label_smoothing=(float, 0.0))
+BCELoss = create_model("BCELoss", __base__=_Part, pos_weight=(float | None, None))
+Accuracy = create_model("Accuracy", __base__=_Part, topk=(list[int], [1, 5]), target_key=(str, "class_id"))
+
+#: ``model.<part>.name`` -> the schema of that built-in part's options.
+BUILTIN_PARTS: dict[str, dict[str, type[_Part]]] = {
+    "network": {"mlp": MLP, "lenet": LeNet},
+    "criterion": {"nll": ClassLoss, "cross_entropy": ClassLoss, "bce": BCELoss},
+    "metric": {"accuracy": Accuracy},
+}
+
+
+def _builtin_parts(tree: Mapping[str, Any]) -> Iterator[tuple[str, type[_Part], Mapping[str, Any]]]:
+    """``(part, schema, options)`` of each built-in part the model section picks (no ``import`` anywhere)."""
+    model = tree.get("model")
+    if not isinstance(model, Mapping) or model.get("import"):
+        return
+    for part, schemas in BUILTIN_PARTS.items():
+        sub = model.get(part)
+        if isinstance(sub, Mapping) and not sub.get("import") and isinstance(sub.get("name"), str) \
+                and sub["name"] in schemas:
+            yield part, schemas[sub["name"]], sub
+
+
+# ---- near misses of platform keys
+def _fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(f.alias or name for name, f in model.model_fields.items())
+
+
+#: The sections whose keys the platform owns -> the keys it reads there.  An unknown key of one of
+#: them that is a near miss of one of these keys is refused (:func:`typo`).  Not checked here:
+#: ``model.network/criterion/metric`` and ``optimizer.lr_scheduler`` (the built-in classes refuse
+#: unknown keys themselves, with a did-you-mean; a plugin's part owns its keys), and ``view``.
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "": _fields(Tree) | {"view", "views"},  # the seed read `views` too
+    "exp": _fields(Exp),
+    "misc": _fields(Misc),
+    "engine": _fields(Engine) | {"debug"},  # the seed's engine.debug (a few batches per epoch)
+    "dataset": _fields(Dataset) | {"import"},
+    "optimizer": _fields(Optimizer) | {"import"},
+    "model": _fields(Model) | {"import"},
+    "runtime": _fields(Runtime),
+    "runtime.docker": frozenset(Docker.keys),
+    "runtime.slurm": _fields(Slurm),
+}
+
+
+def _edits(a: str, b: str) -> int:
+    """The number of single-character edits (insert, delete, replace, swap two neighbours) from ``a`` to ``b``."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def _near(key: str, known: str) -> int | None:
+    """How far ``key`` is from ``known`` when it reads as a typo of it, else None.
+
+    A typo is one edit (two for a key of 9+ characters); a key of 2-3 characters only has a doubled
+    or a swapped letter (``lrr``, ``epx``): ``dim`` is not a typo of ``dir``.
+    """
+    a, b = key.lower(), known.lower()
+    if key == known or abs(len(a) - len(b)) > 2:
+        return None
+    d = _edits(a, b)
+    if len(b) >= 9:
+        return d if d <= 2 else None
+    if len(b) >= 4:
+        return d if d <= 1 else None
+    doubled = len(a) == len(b) + 1 and any(a == b[:i] + b[i] + b[i:] for i in range(len(b)))
+    swapped = len(a) == len(b) and sorted(a) == sorted(b) and d <= 1
+    return d if doubled or swapped or a == b else None
+
+
+def typo(key: str, known: Iterable[str]) -> str | None:
+    """The known key that ``key`` is a typo of (the nearest), or None."""
+    found = [(d, k) for k in known if (d := _near(key, k)) is not None]
+    return min(found)[1] if found else None
+
+
+def _check_typos(tree: Mapping[str, Any], overrides: Mapping[str, Any], source: str | None) -> None:
+    for section, known in KNOWN_KEYS.items():
+        node: Any = tree
+        for part in filter(None, section.split(".")):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping):
+            continue
+        for name in node:
+            if not isinstance(name, str) or name in known or (near := typo(name, known)) is None:
+                continue
+            key, right = (f"{section}.{name}", f"{section}.{near}") if section else (name, near)
+            flag = key in overrides
+            what = "unknown option" if section else "unknown section"
+            origin = "" if flag or not source else f"in {Path(source).name}; "
+            dash = "--" if flag else ""
+            raise OptionsError(f"{dash}{key}: {what}; did you mean {dash}{right}? ({origin}if it is a plugin's own "
+                               f"{'key' if section else 'section'}, rename it)")
 
 
 _WHAT = {
@@ -275,29 +404,51 @@ def check(tree: Mapping[str, Any], *, overrides: Mapping[str, Any] = (), source:
     """Refuse ``tree`` in one :class:`OptionsError` line when a platform option has the wrong type or range.
 
     ``overrides`` (``{key: value}`` given as ``--key value``) and ``source`` (the options file) say
-    where the value came from, so that the line names what to fix.
+    where the value came from, so that the line names what to fix.  A near miss of a platform key
+    (``engine.nb_epoch``) is refused too (:data:`KNOWN_KEYS`).
     """
+    overrides = overrides or {}
     _check_imports(tree, "")
+    _check_typos(tree, overrides, source)
+    errors = _errors(Tree, tree)
+    for part, schema, sub in _builtin_parts(tree) if not errors else ():
+        errors = errors or _errors(schema, sub, ("model", part))
+    if errors:
+        _refuse(errors, tree, overrides, source)
+
+
+def _errors(schema: type[BaseModel], value: Any, prefix: tuple[Any, ...] = ()) -> list[Any]:
+    """pydantic's errors for ``value`` (their ``loc`` under ``prefix``); empty when it is valid."""
     try:
-        Tree.model_validate(tree)
+        schema.model_validate(value)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        # One line: the first key in error (a union reports one error per member; keep the closest one).
-        section = _key(errors[0]["loc"][:2], tree)
-        err = _best([e for e in errors if _key(e["loc"][:2], tree) == section])
-        key = _key(err["loc"], tree)
-        value = err.get("input")
-        said = list(dict.fromkeys(_message(e) for e in errors if _key(e["loc"], tree) == key))
-        what = " or ".join([said[0]] + [m.removeprefix("must be ") for m in said[1:]]) if all(
-            m.startswith("must be") for m in said) else _message(err)
-        flag = next((k for k in sorted(overrides or {}, key=len, reverse=True)
-                     if key == k or key.startswith(k + ".") or key.startswith(k + "[")), None)
-        where = f"--{flag}" if flag else key
-        origin = "" if flag or not source else f" (in {Path(source).name})"
-        shows_value = err["type"] == "value_error" and isinstance(value, list) and any(
-            repr(v) in what for v in value)  # the message names the bad item already
-        got = f", got {_shown(value)}" if not isinstance(value, Mapping) and not shows_value else ""
-        raise OptionsError(f"{where}: {what}{got}{origin}") from None
+        return [{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors(include_url=False)]
+    return []
+
+
+def _refuse(errors: list[Any], tree: Mapping[str, Any], overrides: Mapping[str, Any], source: str | None) -> None:
+    # One line: the first key in error (a union reports one error per member; keep the closest one).
+    section = _key(errors[0]["loc"][:2], tree)
+    err = _best([e for e in errors if _key(e["loc"][:2], tree) == section])
+    key = _key(err["loc"], tree)
+    value = err.get("input")
+    said = list(dict.fromkeys(_message(e) for e in errors if _key(e["loc"], tree) == key))
+    what = " or ".join([said[0]] + [m.removeprefix("must be ") for m in said[1:]]) if all(
+        m.startswith("must be") for m in said) else _message(err)
+    flag = next((k for k in sorted(overrides, key=len, reverse=True)
+                 if key == k or key.startswith(k + ".") or key.startswith(k + "[")), None)
+    where = f"--{flag}" if flag else key
+    origin = "" if flag or not source else f" (in {Path(source).name})"
+    shows_value = err["type"] == "value_error" and isinstance(value, list) and any(
+        repr(v) in what for v in value)  # the message names the bad item already
+    if err["type"].endswith("_type") and key in _EXAMPLES:
+        what += f" (e.g. {_EXAMPLES[key]})"
+    got = f", got {_shown(value)}" if not isinstance(value, Mapping) and not shows_value else ""
+    raise OptionsError(f"{where}: {what}{got}{origin}") from None
+
+
+#: An example value of the keys whose type is not obvious from the type's name.
+_EXAMPLES = {"model.metric.topk": "[1, 5]", "model.network.hidden": "[64, 64]", "model.network.channels": "[32, 64]"}
 
 
 def _check_imports(node: Any, prefix: str) -> None:

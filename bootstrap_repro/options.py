@@ -233,6 +233,7 @@ def read_yaml(path: Path, shown: str | None = None, *, what: str = "options file
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{shown}: cannot read {what} ({exc})") from None
     loader: Any = None
+    node: Any = None
     try:
         loader = _LOADER(text)
         node = loader.get_single_node()
@@ -242,6 +243,10 @@ def read_yaml(path: Path, shown: str | None = None, *, what: str = "options file
         if problem:
             raise error(f"{shown}: {problem}; the {what} is refused (check its anchors, aliases and nesting)")
         return loader.construct_document(node)
+    except _DuplicateKeyError as exc:
+        first, second = exc.first.start_mark.line + 1, exc.second.start_mark.line + 1
+        raise error(f"{shown}: duplicate key {_node_path(node, exc.mapping, exc.second)} (lines {first} and {second}); "
+                    f"YAML would keep only the last one: remove one of them") from None
     except RecursionError:
         raise error(f"{shown}: YAML nested too deeply (more than {MAX_YAML_DEPTH} levels); flatten the file") from None
     except ValueError as exc:  # Python's int parsing limit (4,300 digits), a bad base-60 or date value
@@ -262,12 +267,36 @@ def read_yaml(path: Path, shown: str | None = None, *, what: str = "options file
             loader.dispose()
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    """A key twice in one mapping (PyYAML would silently keep the last value)."""
+
+    def __init__(self, mapping: yaml.MappingNode, first: yaml.Node, second: yaml.Node) -> None:
+        super().__init__("duplicate key")
+        self.mapping, self.first, self.second = mapping, first, second
+
+
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """libyaml's parser when PyYAML has it (10x faster, same safe constructors), else the pure-Python one.
 
     Numbers are read as YAML 1.2 reads them: ``1e-3`` is a float (YAML 1.1, PyYAML's default, makes it
-    the string ``'1e-3'``, which no ``lr`` accepts).
+    the string ``'1e-3'``, which no ``lr`` accepts).  A key twice in one mapping is refused
+    (:class:`_DuplicateKeyError`); a ``<<`` merge key's values are overridden as YAML says.
     """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue  # a merge key (its values may be overridden), or an odd key PyYAML refuses itself
+                key = self.construct_object(key_node)  # memoised: built once, as the mapping would
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    continue
+                if first is not key_node:
+                    raise _DuplicateKeyError(node, first, key_node)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -307,6 +336,24 @@ def _too_big(root: yaml.Node) -> str | None:
         if depths[id(node)] > MAX_YAML_DEPTH:
             return f"nested more than {MAX_YAML_DEPTH} levels deep"
     return None
+
+
+def _node_path(root: yaml.Node, target: yaml.Node, key_node: yaml.Node) -> str:
+    """The dotted path (``engine.nb_epochs``, ``view[0].x``) of key ``key_node`` of mapping ``target`` under ``root``."""
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node is target:
+            return f"{path}.{key_node.value}" if path else str(key_node.value)
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((v, f"{path}.{k.value}" if path else str(k.value)) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node.value))
+    return str(key_node.value)
 
 
 def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
@@ -414,6 +461,9 @@ def split_overrides(argv: Sequence[str]) -> list[tuple[str, list[str]]]:
     for tok in argv:
         if tok.startswith("--") and len(tok) > 2 and not _is_number(tok):
             key, eq, val = tok[2:].partition("=")
+            if not key:
+                raise OptionsError(f"{tok}: no option name before '='; give options as --key.path VALUE "
+                                   f"(e.g. --engine.nb_epochs 5)")
             pairs.append((key, [val] if eq else []))
         elif pairs:
             pairs[-1][1].append(tok)
@@ -466,10 +516,19 @@ class Options(Activatable):
         return opt
 
     def check(self) -> None:
-        """Raise a one-line :class:`OptionsError` when an option has the wrong type or range (``_schema``)."""
+        """Raise a one-line :class:`OptionsError` when an option has the wrong type or range (``_schema``).
+
+        Checked once: a tree that passed as it is now (:meth:`load` checks it, :func:`~bootstrap_repro.run.run`
+        asks again) is not checked again.
+        """
+        tree = self.as_dict()
+        token = (os.getcwd(), repr(tree))  # exp.dir's checks resolve relative paths
+        if getattr(self, "_checked", None) == token:
+            return
         from bootstrap_repro import _schema
 
-        _schema.check(self.as_dict(), overrides=self.overrides, source=self.source)
+        _schema.check(tree, overrides=self.overrides, source=self.source)
+        self._checked = token
 
     def apply_overrides(self, argv: Sequence[str]) -> dict[str, Any]:
         """Apply ``--a.b VALUE`` flags; returns the changed ``{key: value}``."""
