@@ -51,6 +51,7 @@ from typing import IO, Any, BinaryIO
 
 from bootstrap_repro.errors import OptionsError, ReproError
 from bootstrap_repro.record import CACHE_DIR_ENV, CODE_ROOT_ENV, CONTAINER_ENV, NO_CACHE_ENV, cache_root
+from bootstrap_repro.record._env import SLURM_ENV
 from bootstrap_repro.runtimes._docker_context import BuildContext, base_images
 from bootstrap_repro.runtimes._process import die_with_parent
 
@@ -90,7 +91,7 @@ IMAGE_REPO = "bootstrap-repro"
 PASS_ENV: tuple[str, ...] = (
     "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "CUDA_LAUNCH_BLOCKING",
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NCCL_ALGO", "NCCL_PROTO",
-    "BOOTSTRAP_REPRO_HOOKS", NO_CACHE_ENV, CODE_ROOT_ENV, "PYTHONPATH", "BOOTSTRAP_REPRO_TRIAL",
+    "BOOTSTRAP_REPRO_HOOKS", NO_CACHE_ENV, CODE_ROOT_ENV, "PYTHONPATH", "BOOTSTRAP_REPRO_TRIAL", SLURM_ENV,
 )
 #: A sweep trial's context (``bootstrap_repro.sweep.TRIAL_ENV``): the trial inside reports to its study.
 TRIAL_ENV = "BOOTSTRAP_REPRO_TRIAL"
@@ -132,11 +133,15 @@ class ExpDirNotWritableError(ReproError, PermissionError):
 
 # --------------------------------------------------------------------------- options
 def wants_docker(options: Any) -> bool:
-    """Whether this command must run in a container (and is not already running in one)."""
+    """Whether this command must run in a container (and is not already running in one).
+
+    Also in a Slurm job of ``runtime.name: slurm`` with ``runtime.slurm.inner: docker`` (on the node).
+    """
     name = options.get("runtime.name", "local")
     if name not in ("local", "docker", "slurm"):
         raise OptionsError(f"runtime.name: expected local, docker or slurm, got {name!r}")
-    return name == "docker" and CONTAINER_ENV not in os.environ
+    in_slurm_job = name == "slurm" and SLURM_ENV in os.environ and options.get("runtime.slurm.inner") == "docker"
+    return (name == "docker" or in_slurm_job) and CONTAINER_ENV not in os.environ
 
 
 def _pairs(key: str, value: Any, *, from_host: bool = False) -> dict[str, str]:
@@ -349,13 +354,20 @@ def _get_or_pull(client: Any, name: str, key: str, log: IO[str], hint: str) -> A
             f"(docker save), or rebuild it by running the options with runtime.docker.image unset "
             f"(a rebuilt image gets a new id)"
         )
-    print(f"docker: pulling {name} ...", file=log, flush=True)
+    import threading
+
+    # Said only when the pull takes a while: a pull that fails at once (no registry) is the error line alone.
+    note = threading.Timer(2.0, lambda: print(f"docker: pulling {name} ...", file=log, flush=True))
+    note.daemon = True
+    note.start()
     try:
         return client.images.pull(name)
     except (docker.errors.APIError, docker.errors.ImageNotFound) as exc:
         raise ImageNotFoundError(
             f"{key}: image {name!r} is not on this Docker engine and pulling it failed ({_api_text(exc)}); {hint}"
         ) from None
+    finally:
+        note.cancel()
 
 
 def ensure_image(client: Any, settings: DockerSettings, log: IO[str]) -> ImageInfo:

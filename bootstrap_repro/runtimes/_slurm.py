@@ -13,6 +13,15 @@ at the next batch and commits its checkpoint), and returns the same job with ``-
 submitit requeues it (``scontrol requeue``) and the resumed run is bitwise equal to an
 uninterrupted one.  ``scancel`` by the user sends SIGTERM (submitit's own process ignores it, the run
 does not): the run ends INTERRUPTED, the job is not requeued, and the client prints the resume command.
+Before it stops the run at the warning signal, the job writes its id into :func:`requeue_flag`, so that
+the run says it is requeued (:func:`~bootstrap_repro.record._env.requeue_note`) and prints no resume command.
+
+``runtime.slurm.inner: docker``: the ``runtime.docker`` options are checked here (not the Docker engine:
+it is on the node), then the run on the node goes through the Docker runtime (``launch_docker``: the
+image is found or built on the node, the exp dir mounted, ...), whose client stops the container on
+SIGTERM as above.  The container gets the job's scheduler facts, measured on the node (in
+:data:`SLURM_ENV`), and the job's GPUs (``runtime.docker.gpus: all``, narrowed to the node's
+``CUDA_VISIBLE_DEVICES``, when ``gpus_per_node`` is set).
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bootstrap_repro.errors import OptionsError, ReproError
-from bootstrap_repro.record._env import SLURM_ENV, scheduler_facts
+from bootstrap_repro.record._env import SLURM_ENV, requeue_note, scheduler_facts
 
 __all__ = [
     "SLURM_ENV",
@@ -40,6 +49,8 @@ __all__ = [
     "SlurmRun",
     "SlurmUnavailableError",
     "launch_slurm",
+    "requeue_flag",
+    "requeue_note",
     "scheduler_facts",
     "slurm_settings",
     "wants_slurm",
@@ -68,20 +79,24 @@ def wants_slurm(options: Any) -> bool:
     return options.get("runtime.name", "local") == "slurm" and SLURM_ENV not in os.environ
 
 
-def slurm_settings(options: Any, nproc_given: bool | None = None) -> dict[str, Any]:
+def slurm_settings(options: Any, nproc_given: bool | None = None, *, docker_ok: bool = False) -> dict[str, Any]:
     """``runtime.slurm`` as a plain dict, with the checks the schema cannot do.
 
     ``nproc_given``: whether the user set ``runtime.nproc_per_node`` (``--nproc-per-node 1`` with 2 nodes is
-    2 x 1 processes); None: only a value > 1 counts as given.
+    2 x 1 processes); None: only a value > 1 counts as given.  ``docker_ok``: the caller runs
+    ``inner: docker`` (``run`` does; a sweep's workers do not yet).
     """
     raw = options.get("runtime.slurm") or {}
     s = {k: raw.get(k) for k in raw}
     s = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in s.items()}
-    inner = s.get("inner") or "local"
-    if inner != "local":
-        raise OptionsError(f"runtime.slurm.inner: {inner!r} is not supported yet; use local "
-                           f"(the Docker runtime inside a Slurm job is not implemented)")
+    inner = s["inner"] = s.get("inner") or "local"
     nodes = int(s.get("nodes") or 1)
+    if inner == "docker" and not docker_ok:
+        raise OptionsError("runtime.slurm.inner: docker runs `bootstrap-repro run` jobs, not sweep workers yet; "
+                           "use inner local")
+    if inner == "docker" and nodes > 1:
+        raise OptionsError(f"runtime.slurm.inner: docker runs one container on one node; nodes {nodes} needs "
+                           f"inner local (multi-node DDP in containers is not supported)")
     if nproc_given is None:
         nproc_given = int(options.get("runtime.nproc_per_node", 1) or 1) > 1
     if nodes > 1 and not nproc_given:
@@ -124,13 +139,28 @@ def _ignore_usr2() -> None:  # in the run's process: Slurm's warning signal is f
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
-class SlurmRun:
-    """The job's callable: ``bootstrap-repro run ARGV`` on the node; checkpointable (requeue + resume)."""
+def requeue_flag(exp_dir: Path) -> Path:
+    """The file a job writes before it stops its run to be requeued: beside the exp dir (mounted in a container)."""
+    return exp_dir.parent / f".{exp_dir.name}.slurm-requeue"
 
-    def __init__(self, argv: Sequence[str], requested: dict[str, Any], resume: bool = False) -> None:
+
+class SlurmRun:
+    """The job's callable: ``bootstrap-repro run ARGV`` on the node; checkpointable (requeue + resume).
+
+    ``flag``: see :func:`requeue_flag`.  ``inner``: ``runtime.slurm.inner``; with ``docker`` the scheduler
+    facts are measured here, on the node, and handed to the run in its container through :data:`SLURM_ENV`.
+    """
+
+    flag: str | None = None  # class defaults: a job pickled before these existed still unpickles
+    inner: str = "local"
+
+    def __init__(self, argv: Sequence[str], requested: dict[str, Any], resume: bool = False, *,
+                 flag: str | None = None, inner: str = "local") -> None:
         self.argv = list(argv)
         self.requested = requested
         self.resume = resume
+        self.flag = flag
+        self.inner = inner
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -144,8 +174,16 @@ class SlurmRun:
         argv = [*self.argv, "--exp.resume", "last"] if self.resume else self.argv
         return [sys.executable, "-m", "bootstrap_repro", "run", *argv, *multinode_argv()]
 
+    def payload(self) -> dict[str, Any]:
+        """What the run gets in :data:`SLURM_ENV`."""
+        payload: dict[str, Any] = {"requested": self.requested, "requeue_flag": self.flag}
+        if self.inner == "docker":  # no Slurm variables nor scontrol in the container
+            payload["facts"] = scheduler_facts(payload)
+        return payload
+
     def __call__(self) -> int:
-        env = {**os.environ, SLURM_ENV: json.dumps({"requested": self.requested}), "PYTHONUNBUFFERED": "1"}
+        self._unflag()
+        env = {**os.environ, SLURM_ENV: json.dumps(self.payload()), "PYTHONUNBUFFERED": "1"}
         self._ended = threading.Event()
         proc = self._proc = subprocess.Popen(self.command(), env=env, preexec_fn=_ignore_usr2)  # noqa: PLW1509
         # A thread waits for the run, the main thread only sleeps: submitit's USR2 handler (checkpoint) runs in
@@ -164,12 +202,23 @@ class SlurmRun:
         if proc is not None and proc.poll() is None:
             print("slurm: warning signal; stopping the run at its next batch to requeue it", file=sys.stderr,
                   flush=True)
+            if self.flag:  # the run then says it is requeued, not how to resume it (requeue_note)
+                job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "")
+                with contextlib.suppress(OSError):
+                    Path(self.flag).write_text(job)
             proc.send_signal(signal.SIGTERM)
             while not self._ended.is_set():  # the waiting thread reaps it (see __call__)
                 time.sleep(0.1)
+            self._unflag()
         if proc is not None and proc.returncode == 0:
             return None  # it finished meanwhile: nothing to resume
-        return submitit.helpers.DelayedSubmission(SlurmRun(self.argv, self.requested, resume=True))
+        return submitit.helpers.DelayedSubmission(
+            SlurmRun(self.argv, self.requested, resume=True, flag=self.flag, inner=self.inner))
+
+    def _unflag(self) -> None:
+        if self.flag:
+            with contextlib.suppress(OSError):
+                os.unlink(self.flag)
 
 
 def rendezvous_host(hostnames: Sequence[str]) -> str:
@@ -250,6 +299,31 @@ class _Tail:
                 self.out.flush()
 
 
+def docker_argv(options: Any, settings: dict[str, Any]) -> list[str]:
+    """``inner: docker``: check ``runtime.docker`` here (not the engine, which is on the node); the extra argv.
+
+    The container gets the job's GPUs: with ``gpus_per_node`` and ``runtime.docker.gpus`` unset (none),
+    ``--runtime.docker.gpus all`` (narrowed on the node to Slurm's ``CUDA_VISIBLE_DEVICES``).
+    """
+    from bootstrap_repro.runtimes._docker import DockerSettings
+
+    gpus = DockerSettings.from_options(options).gpus
+    per_node = int(settings.get("gpus_per_node") or 0)
+    if gpus is None:
+        return ["--runtime.docker.gpus", "all"] if per_node else []
+    asked = options.get("runtime.docker.gpus")
+    if isinstance(gpus, list):
+        raise OptionsError(f"runtime.docker.gpus: {asked!r}: device ids cannot be chosen in a Slurm job (Slurm "
+                           f"picks the job's GPUs); use all or a count, with runtime.slurm.gpus_per_node")
+    if per_node == 0:
+        raise OptionsError(f"runtime.docker.gpus: {asked} asks for GPUs but runtime.slurm.gpus_per_node is 0; "
+                           f"set --runtime.slurm.gpus_per_node N (the container gets the job's GPUs)")
+    if gpus > per_node:
+        raise OptionsError(f"runtime.docker.gpus: {gpus} GPUs asked but the job has runtime.slurm.gpus_per_node "
+                           f"{per_node}; lower runtime.docker.gpus or raise runtime.slurm.gpus_per_node")
+    return []
+
+
 def _resume_line(exp_dir: Path) -> str:
     return f"bootstrap-repro run -o {exp_dir / 'options.yaml'} --exp.resume last"
 
@@ -272,19 +346,20 @@ def launch_slurm(options: Any, options_path: str, overrides: Sequence[str], *, c
     from bootstrap_repro.run import check_exp_dir
 
     out, err = out or sys.stdout, err or sys.stderr
-    settings = slurm_settings(options, nproc_given=_nproc_given(options_path, overrides))
+    settings = slurm_settings(options, nproc_given=_nproc_given(options_path, overrides), docker_ok=True)
+    docker_args = docker_argv(options, settings) if settings["inner"] == "docker" else []
     check_cluster(settings)
     exp_path, _ = check_exp_dir(options)
     exp_dir = Path(os.path.abspath(exp_path))
     folder = Path(os.path.abspath(str(settings.get("folder") or f"{exp_dir}.slurm")))
     folder.mkdir(parents=True, exist_ok=True)
-    argv = ["-o", os.path.abspath(options_path), *overrides]
+    argv = ["-o", os.path.abspath(options_path), *overrides, *docker_args]
     if not cache:
         argv.append("--no-cache")
     requested = {k: settings.get(k) for k in _SBATCH_KEYS if settings.get(k) is not None}
     executor = _executor(settings, folder, f"bootstrap-repro:{exp_dir.name}")
     try:
-        job = executor.submit(SlurmRun(argv, requested))
+        job = executor.submit(SlurmRun(argv, requested, flag=str(requeue_flag(exp_dir)), inner=settings["inner"]))
     except Exception as exc:  # noqa: BLE001 - sbatch refused the job: say why in one line
         raise SlurmError(f"sbatch refused the job: {_last(str(exc), 2)}") from None
     print(f"slurm: submitted job {job.job_id} ({', '.join(f'{k}={v}' for k, v in requested.items()) or 'defaults'}); "
