@@ -324,6 +324,14 @@ def _progress(sweep: SlurmSweep, trials: Sequence[Any], workers: int) -> str:
             f"{running} running; {workers} worker(s) in squeue")
 
 
+def _study_done(sweep: SlurmSweep, trials: Sequence[Any]) -> bool:
+    """The study has its ``n_trials`` and none of them runs (nothing left for a worker to do or to report)."""
+    from optuna.trial import TrialState
+
+    return (not any(t.state == TrialState.RUNNING for t in trials)
+            and sum(1 for t in trials if sweep._counts(t)) >= sweep.n_trials)
+
+
 def _follow(sweep: SlurmSweep, state: dict[str, Any]) -> int:
     """Poll the study and the array until no worker is left; then the report and the summary."""
     spec = sweep.spec
@@ -347,9 +355,11 @@ def _follow(sweep: SlurmSweep, state: dict[str, Any]) -> int:
                 sweep.say(line)
                 sweep.write_report()
                 last_line = line
-            if not live:  # squeue lags the end of the last trial's report: one more look
+            if not live:
+                # every worker has left squeue: its log is complete.  With the study done, that is the end; else
+                # one more look (squeue may miss a task for a moment, e.g. while it is requeued)
                 gone_since = gone_since or time.monotonic()
-                if time.monotonic() - gone_since > 2 * POLL_S:
+                if _study_done(sweep, trials) or time.monotonic() - gone_since > 2 * POLL_S:
                     break
             else:
                 gone_since = None

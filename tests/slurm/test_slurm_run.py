@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -71,9 +72,9 @@ def test_tiny_run_on_slurm_equals_a_local_run(slurm, tmp_path):
     assert (tmp_path / "exp.slurm" / jid / f"{jid}_0_log.out").is_file()  # submitit's folder, beside the exp dir
 
 
-def _start_slow(tmp_path: Path, opts: Path) -> tuple[subprocess.Popen, Path, Path]:
+def _start_slow(tmp_path: Path, opts: Path, hook: str = SLOW_HOOK) -> tuple[subprocess.Popen, Path, Path]:
     (tmp_path / "plugins").mkdir(exist_ok=True)
-    (tmp_path / "plugins" / "slow_hook.py").write_text(SLOW_HOOK)
+    (tmp_path / "plugins" / "slow_hook.py").write_text(hook)
     env = {**os.environ, "PYTHONPATH": f"{REPO}:{tmp_path / 'plugins'}", "BOOTSTRAP_REPRO_HOOKS": "slow_hook"}
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     with out.open("w") as o, err.open("w") as e:
@@ -106,6 +107,57 @@ def test_warning_signal_requeues_and_the_resumed_run_equals_an_uninterrupted_one
     rec = json.loads((tmp_path / "exp" / "repro" / "record.json").read_text())
     assert rec["status"] == "COMPLETED" and rec["scheduler"]["requeue_count"] == 1
     assert rec["scheduler"]["job_id"] == jid
+
+
+FIRST_ATTEMPT_SLOW_HOOK = """
+import os, time
+
+def register(engine):  # the job's first attempt only (a requeued job has SLURM_RESTART_COUNT >= 1): 1 s a batch
+    if int(os.environ.get('SLURM_RESTART_COUNT') or 0) == 0:
+        engine.register_hook('train_on_end_batch', lambda e: time.sleep(1.0))
+"""
+
+
+def test_the_real_time_limit_requeues_and_the_resumed_run_equals_an_uninterrupted_one(slurm, tmp_path):
+    """No signal sent by hand: ``time 1`` (minute) and ``signal_delay_s 10`` make slurmctld send USR2 itself.
+
+    slurmctld looks at time limits every 30 s (PERIODIC_TIMEOUT) and sends the warning at the first look at or
+    after ``end - signal_delay_s - 30 s``: 20-51 s after the start here (measured: the same look fires for any
+    delay from 10 to 50 s with a 1-minute limit).  The first attempt would need ~90 s (30 epochs of 3 batches,
+    1 s a batch): it is hit.  The requeued attempt trains at full speed (~2 s) and ends before its own warning.
+    """
+    epochs = 30
+    ref = local_reference(tmp_path, epochs=epochs)
+    opts = tiny(tmp_path, "exp", epochs=epochs, time=1, signal_delay_s=10, max_requeues=3)
+    t0 = time.monotonic()
+    proc, out, err = _start_slow(tmp_path, opts, FIRST_ATTEMPT_SLOW_HOOK)
+    assert proc.wait(timeout=240) == 0, err.read_text()
+    took = time.monotonic() - t0
+    stderr, stdout = err.read_text(), out.read_text()
+    jid = job_id(stderr)
+    assert f"slurm: job {jid} COMPLETED (exit code 0)" in stderr
+    assert "warning signal; stopping the run" in stderr, stderr
+    m = re.search(r"Resumed from checkpoint 'last' at epoch (\d+)", stdout)
+    assert m and 1 <= int(m.group(1)) < epochs, stdout
+    assert_same(tmp_path / "exp", ref)
+    rec = json.loads((tmp_path / "exp" / "repro" / "record.json").read_text())
+    s = rec["scheduler"]
+    assert rec["status"] == "COMPLETED" and s["job_id"] == jid and s["requeue_count"] >= 1, s
+    assert s["time_limit"] == "00:01:00" and s["requested"]["time"] == 1
+    # slurmctld sent it, in the window the time limit sets (not earlier than end - 10 s - 30 s, nor after the end)
+    stamp = r"submitit \w+ \((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\) - "
+    log = stdout + stderr
+    started = re.search(stamp + "Starting with JobEnvironment", log)
+    caught = re.search(stamp + "Caught signal SIGUSR2", log)
+    assert started and caught, log
+    at = lambda m: datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")  # noqa: E731
+    warned_after = (at(caught) - at(started)).total_seconds()
+    assert 15 <= warned_after <= 60, warned_after
+    keys = ("submitted job", "Starting with", "Caught signal", "warning signal", "Interrupted", "Requeued",
+            "Resumed from", "COMPLETED")
+    print("".join(f"  | {ln}\n" for ln in log.splitlines() if any(k in ln for k in keys)), end="")
+    print(f"time limit 1 min, signal_delay_s 10: USR2 {warned_after:.1f} s after the start, requeued "
+          f"{s['requeue_count']}x, resumed at epoch {m.group(1)} of {epochs}; {took:.1f} s submit to end")
 
 
 def test_two_nodes_x_one_process_equal_a_local_two_process_ddp_run(slurm, tmp_path):
