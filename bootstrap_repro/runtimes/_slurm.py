@@ -56,6 +56,8 @@ __all__ = [
     "wants_slurm",
 ]
 
+#: slurmctld looks at time limits every 30 s: the warning can come this much earlier than ``signal_delay_s``.
+SLURM_TIMER_S = 30
 #: Seconds between two looks at the job's state (sacct/squeue) while following it.
 POLL_S = 1.0
 _SBATCH_KEYS = ("partition", "time", "nodes", "gpus_per_node", "cpus_per_task", "mem_gb", "account", "qos",
@@ -97,6 +99,13 @@ def slurm_settings(options: Any, nproc_given: bool | None = None, *, docker_ok: 
     if inner == "docker" and nodes > 1:
         raise OptionsError(f"runtime.slurm.inner: docker runs one container on one node; nodes {nodes} needs "
                            f"inner local (multi-node DDP in containers is not supported)")
+    minutes, delay = s.get("time"), s.get("signal_delay_s", 90)
+    if minutes is not None and delay is not None and float(minutes) * 60 <= int(delay) + SLURM_TIMER_S:
+        raise OptionsError(
+            f"runtime.slurm.time: {minutes:g} min leaves no time to train before Slurm's warning "
+            f"(signal_delay_s {delay} + up to {SLURM_TIMER_S} s of Slurm's timer): every attempt would be "
+            f"stopped and requeued at once; set time above {(int(delay) + SLURM_TIMER_S) / 60:g} min or a "
+            f"smaller runtime.slurm.signal_delay_s")
     if nproc_given is None:
         nproc_given = int(options.get("runtime.nproc_per_node", 1) or 1) > 1
     if nodes > 1 and not nproc_given:

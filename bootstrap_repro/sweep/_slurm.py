@@ -47,6 +47,7 @@ from bootstrap_repro.runtimes._slurm import (
 from bootstrap_repro.sweep._driver import Sweep, _optuna_warnings_only
 from bootstrap_repro.sweep._report import MARKER, read_marker
 from bootstrap_repro.sweep._spec import SweepSpec, load_sweep
+from bootstrap_repro.sweep._storage import url_without_password
 
 __all__ = ["SlurmSweep", "SweepWorker", "check_shared_journal", "run_on_slurm", "wants_slurm_sweep"]
 
@@ -198,6 +199,8 @@ class SweepWorker:
 
     def __call__(self) -> int:
         os.chdir(self.cwd)
+        if self.storage is not None and self.storage.startswith("file:"):  # a URL with a password: kept 0600
+            self.storage = Path(self.storage[len("file:"):]).read_text().strip()
         os.environ[SLURM_ENV] = json.dumps({"requested": self.requested})  # trials run here, and record the job
         spec = load_sweep(self.sweep_file, self.overrides, n_trials=self.n_trials, jobs=1, storage=self.storage)
         self._sweep = _JobSweep(spec, stream=sys.stdout)
@@ -287,6 +290,26 @@ def run_on_slurm(spec: SweepSpec, overrides: Sequence[str], *, storage: str | No
         return _follow(sweep, state)
 
 
+def _storage_handoff(storage: str | None, folder: Path) -> str | None:
+    """What the workers' pickle holds for ``--storage``: the URL, or ``file:PATH`` of a 0600 copy when it has a password.
+
+    submitit pickles the worker into ``folder``, readable like the sweep dir; a password given on
+    the command line must not land there (a URL in the sweep file is read from it by each worker).
+    """
+    if storage is None or url_without_password(storage) == storage:
+        return storage
+    secret = folder / "storage.url"
+    tmp = folder / f".storage.url.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, storage.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, secret)
+    return f"file:{secret}"
+
+
 def _submit(sweep: SlurmSweep, overrides: Sequence[str], storage: str | None, settings: dict[str, Any],
             k: int) -> dict[str, Any]:
     spec = sweep.spec
@@ -296,7 +319,7 @@ def _submit(sweep: SlurmSweep, overrides: Sequence[str], storage: str | None, se
     executor.update_parameters(array_parallelism=k)
     requested = {key: settings.get(key) for key in _SBATCH_KEYS if settings.get(key) is not None}
     worker = SweepWorker(str(Path(spec.source).resolve()) if spec.source else "", list(overrides), spec.n_trials,
-                         storage, os.getcwd(), requested)
+                         _storage_handoff(storage, folder), os.getcwd(), requested)
     try:
         with executor.batch():
             jobs = [executor.submit(worker) for _ in range(k)]

@@ -255,3 +255,15 @@ def test_several_nodes_need_nproc_per_node(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == ("error: runtime.slurm.nodes: 2 nodes need --nproc-per-node N (processes per node); "
                                 "one process on one node is runtime.slurm.nodes 1")
+
+
+def test_a_time_limit_shorter_than_the_warning_is_refused(tmp_path):
+    """``time: 2`` with the default 90 s warning: Slurm would warn at once, every attempt requeued without progress."""
+    pytest.importorskip("submitit")
+    r = cli("run", "-o", str(tiny(tmp_path, "exp")), "--runtime.slurm.time", "2")
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "error: runtime.slurm.time: 2 min leaves no time to train before Slurm's warning (signal_delay_s 90 + up to "
+        "30 s of Slurm's timer): every attempt would be stopped and requeued at once; set time above 2 min or a "
+        "smaller runtime.slurm.signal_delay_s")
+    assert not (tmp_path / "exp").exists()
