@@ -21,10 +21,25 @@ from __future__ import annotations
 import re
 from collections.abc import Container, Iterable
 
-__all__ = ["ALIASES", "aliases", "resolve", "resolve_checkpoint"]
+__all__ = ["ALIASES", "aliases", "resolve", "resolve_checkpoint", "split_criterion", "CRITERION_WAYS"]
 
 #: Pairs of spellings of the same metric: ``(released name, bootstrap-repro name)``; ``{k}`` is an integer.
 ALIASES: tuple[tuple[str, str], ...] = (("accuracy_top{k}", "acctop{k}"),)
+
+
+#: The suffix of a saving criterion -> its direction. ``lt`` and ``gt`` are the seed's older spelling
+#: (an older bootstrap.pytorch: ``loss:lt``, "new best < last best"; ``acc:gt``, "new best > last best").
+CRITERION_WAYS: dict[str, str] = {"min": "min", "max": "max", "lt": "min", "gt": "max"}
+
+
+def split_criterion(text: str) -> tuple[str, str | None]:
+    """``'loss:min'`` → ``('loss', 'min')``; the seed's ``'loss:lt'`` → ``('loss', 'min')``, ``'acc:gt'`` → ``('acc', 'max')``.
+
+    The name is what precedes the last ``:`` (the checkpoint is ``ckpt_best_<name>_*``, as the seed named it);
+    the direction is None when the text is not ``NAME:min|max|lt|gt``.
+    """
+    name, sep, way = str(text).rpartition(":")
+    return (name, CRITERION_WAYS.get(way)) if sep and name else (name, None)
 
 
 def _pattern(template: str) -> re.Pattern[str]:

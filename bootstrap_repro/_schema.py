@@ -6,12 +6,13 @@ numbers are range-checked and must be finite, enums are ``Literal``. pydantic wa
 hand-written checks or ``jsonschema`` because its models are typed Python (the schema *is* the
 documentation of each key), it reports every error with its location and the offending input, and
 its strict mode refuses coercions YAML users trip on. Keys the platform does not know (a plugin's
-``dataset.my_key``) pass through (``extra="allow"``), except a near miss of a platform key
-(:func:`typo`: ``engine.nb_epoch``, ``exp.resum``, a top-level ``enigne``), which is a typo far more
-often than a plugin's own key; the options of the built-in network, criterion and metric are
-declared too (``model.network.hidden``, ``model.metric.topk``) when one of them is used, and
-:func:`check` turns any refusal into one :class:`OptionsError` line naming the key,
-where its value came from (the file or a ``--key`` flag) and what is expected.
+``dataset.my_key``) pass through (``extra="allow"``). A near miss of a platform key (:func:`typo`:
+``engine.nb_epoch``, ``exp.resum``, a top-level ``enigne``) is refused when that key is not set and
+no plugin owns the section (the platform would silently use its default), else it is one warning
+(:func:`near_misses`). The options of the built-in network, criterion and metric are declared too
+(``model.network.hidden``, ``model.metric.topk``) when one of them is used, and :func:`check`
+turns any refusal into one :class:`OptionsError` line naming the key, the file where it is
+written (an ``__include__``d file included) or the ``--key`` flag, and what is expected.
 
 Every ``import`` key of the tree and every ``engine.hooks`` entry must be an absolute module name.
 """
@@ -19,16 +20,18 @@ Every ``import`` key of the tree and every ``engine.hooks`` entry must be an abs
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from bootstrap_repro._metric_names import split_criterion
 from bootstrap_repro.errors import OptionsError
 from bootstrap_repro.plugins import is_module_name
 
-__all__ = ["check", "typo", "MAX_EPOCHS", "MAX_SEED", "MAX_COUNT", "MAX_THREADS"]
+__all__ = ["check", "typo", "near_misses", "MAX_EPOCHS", "MAX_SEED", "MAX_COUNT", "MAX_THREADS"]
 
 #: Upper bounds that no real run reaches, so that a typo (``1e9``) is refused instead of looping for ever.
 MAX_EPOCHS = 10**6
@@ -77,8 +80,8 @@ def _module_names(value: list[str]) -> list[str]:
 
 def _criteria(value: list[str]) -> list[str]:
     for item in value:
-        name, sep, way = item.rpartition(":")
-        if not sep or not name or way not in ("min", "max"):
+        name, way = split_criterion(item)  # the seed's older NAME:lt / NAME:gt are NAME:min / NAME:max
+        if not name or way is None:
             raise ValueError(f"{item!r} is not NAME:min or NAME:max (e.g. loss:min, acctop1:max)")
     return value
 
@@ -267,7 +270,7 @@ def _fields(model: type[BaseModel]) -> frozenset[str]:
 
 
 #: The sections whose keys the platform owns -> the keys it reads there.  An unknown key of one of
-#: them that is a near miss of one of these keys is refused (:func:`typo`).  Not checked here:
+#: them that is a near miss of one of these keys is a typo (:func:`near_misses`).  Not checked here:
 #: ``model.network/criterion/metric`` and ``optimizer.lr_scheduler`` (the built-in classes refuse
 #: unknown keys themselves, with a did-you-mean; a plugin's part owns its keys), and ``view``.
 KNOWN_KEYS: dict[str, frozenset[str]] = {
@@ -282,6 +285,8 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     "runtime.docker": frozenset(Docker.keys),
     "runtime.slurm": _fields(Slurm),
 }
+#: ``model.name`` values the platform builds (``bootstrap_repro.models._factory.MODELS``); any other is a plugin's.
+BUILTIN_MODELS = frozenset({"default", "simple"})
 
 
 def _edits(a: str, b: str) -> int:
@@ -299,18 +304,18 @@ def _edits(a: str, b: str) -> int:
     return prev[-1]
 
 
-def _near(key: str, known: str) -> int | None:
+def _near(key: str, known: str, most: int = 2) -> int | None:
     """How far ``key`` is from ``known`` when it reads as a typo of it, else None.
 
-    A typo is one edit (two for a key of 9+ characters); a key of 2-3 characters only has a doubled
-    or a swapped letter (``lrr``, ``epx``): ``dim`` is not a typo of ``dir``.
+    A typo is one edit (two for a key of 9+ characters, at ``most``); a key of 2-3 characters only has
+    a doubled or a swapped letter (``lrr``, ``epx``): ``dim`` is not a typo of ``dir``. Case is ignored.
     """
     a, b = key.lower(), known.lower()
     if key == known or abs(len(a) - len(b)) > 2:
         return None
     d = _edits(a, b)
     if len(b) >= 9:
-        return d if d <= 2 else None
+        return d if d <= min(2, most) else None
     if len(b) >= 4:
         return d if d <= 1 else None
     doubled = len(a) == len(b) + 1 and any(a == b[:i] + b[i] + b[i:] for i in range(len(b)))
@@ -318,29 +323,107 @@ def _near(key: str, known: str) -> int | None:
     return d if doubled or swapped or a == b else None
 
 
-def typo(key: str, known: Iterable[str]) -> str | None:
-    """The known key that ``key`` is a typo of (the nearest), or None."""
-    found = [(d, k) for k in known if (d := _near(key, k)) is not None]
+def typo(key: str, known: Iterable[str], most: int = 2) -> str | None:
+    """The known key that ``key`` is a typo of (the nearest), or None; ``most``: the edits allowed to a long key."""
+    found = [(d, k) for k in known if (d := _near(key, k, most)) is not None]
     return min(found)[1] if found else None
 
 
-def _check_typos(tree: Mapping[str, Any], overrides: Mapping[str, Any], source: str | None) -> None:
+def _written(origins: Mapping[str, str] | None, overrides: Mapping[str, Any], tree: Mapping[str, Any]) -> set[str]:
+    """Every dotted key the user set (in a file, ``__include__``d ones too, or as a flag), with its parent keys.
+
+    Without ``origins`` (a tree not loaded from a file), every key of ``tree`` counts as set.
+    """
+    keys = set(overrides)
+    if origins is None:
+        stack: list[tuple[str, Any]] = [("", tree)]
+        while stack:
+            prefix, node = stack.pop()
+            for k, v in node.items():
+                key = f"{prefix}{k}"
+                keys.add(key)
+                if isinstance(v, Mapping):
+                    stack.append((key + ".", v))
+        return keys
+    keys.update(origins)
+    for key in list(keys):
+        while "." in key:
+            key = key.rpartition(".")[0]
+            if key in keys:
+                break
+            keys.add(key)
+    return keys
+
+
+def _plugin_owned(section: str, node: Mapping[str, Any]) -> bool:
+    """Whether a plugin provides the component of ``section`` (its ``import``; a plugin's ``model.name``)."""
+    if node.get("import"):
+        return True
+    return section == "model" and isinstance(node.get("name"), str) and node["name"] not in BUILTIN_MODELS
+
+
+def near_misses(tree: Mapping[str, Any], *, overrides: Mapping[str, Any] = (), origins: Mapping[str, str] | None = None,
+                source: str | None = None, lenient: bool = False) -> list[str]:
+    """Check the unknown keys that are near misses of platform keys; returns the warning lines.
+
+    A near miss of platform key ``K`` (:func:`typo`; at the top level one edit only, so a GAN's
+    ``optimizer_g`` is not one) is refused (:class:`OptionsError`) when ``K`` is not set in that
+    section (the platform would silently use its default) and no plugin owns the section
+    (``<section>.import``, a plugin's ``model.name``). Otherwise, and always when ``lenient`` (the
+    saved options of an experiment that ran already), it is a warning line: the key is passed on.
+    """
+    overrides = overrides or {}
+    written = _written(origins, overrides, tree)
+    warnings: list[str] = []
     for section, known in KNOWN_KEYS.items():
         node: Any = tree
         for part in filter(None, section.split(".")):
             node = node.get(part) if isinstance(node, Mapping) else None
         if not isinstance(node, Mapping):
             continue
+        owned = bool(section) and _plugin_owned(section, node)
         for name in node:
-            if not isinstance(name, str) or name in known or (near := typo(name, known)) is None:
+            if not isinstance(name, str) or name in known:
+                continue
+            near = typo(name, known, most=2 if section else 1)
+            if near is None:
                 continue
             key, right = (f"{section}.{name}", f"{section}.{near}") if section else (name, near)
+            what = "option" if section else "section"
+            if lenient or owned or right in written:
+                warnings.append(f"{key}: not {'an' if section else 'a'} {what} of the platform (did you mean "
+                                f"{right}?); passed on to plugins as is")
+                continue
             flag = key in overrides
-            what = "unknown option" if section else "unknown section"
-            origin = "" if flag or not source else f"in {Path(source).name}; "
+            origin = "" if flag else _origin(key, origins, source)
             dash = "--" if flag else ""
-            raise OptionsError(f"{dash}{key}: {what}; did you mean {dash}{right}? ({origin}if it is a plugin's own "
+            raise OptionsError(f"{dash}{key}: unknown {what}; did you mean {dash}{right}? "
+                               f"({f'in {origin}; ' if origin else ''}if it is a plugin's own "
                                f"{'key' if section else 'section'}, rename it)")
+    return warnings
+
+
+def _origin(key: str, origins: Mapping[str, str] | None, source: str | None) -> str:
+    """The file where ``key`` is written, as the message shows it ('' when unknown).
+
+    The main options file by its name, an ``__include__``d one by its path from the main file's folder.
+    """
+    path = None
+    if origins:
+        base = re.sub(r"\[[0-9]+\]", "", key)
+        path = origins.get(base)
+        if path is None:
+            path = next((f for k, f in origins.items() if k.startswith(base + ".")), None)
+        while path is None and "." in base:
+            base = base.rpartition(".")[0]
+            path = origins.get(base)
+    if path is None:
+        return Path(source).name if source else ""
+    if source is None:
+        return Path(path).name
+    if os.path.normpath(path) == os.path.normpath(source):
+        return Path(source).name
+    return os.path.relpath(path, Path(source).parent)
 
 
 _WHAT = {
@@ -400,21 +483,25 @@ def _best(errors: list[Mapping[str, Any]]) -> Mapping[str, Any]:
                                                         "list_type"))
 
 
-def check(tree: Mapping[str, Any], *, overrides: Mapping[str, Any] = (), source: str | None = None) -> None:
+def check(tree: Mapping[str, Any], *, overrides: Mapping[str, Any] = (), source: str | None = None,
+          origins: Mapping[str, str] | None = None, lenient: bool = False) -> list[str]:
     """Refuse ``tree`` in one :class:`OptionsError` line when a platform option has the wrong type or range.
 
-    ``overrides`` (``{key: value}`` given as ``--key value``) and ``source`` (the options file) say
-    where the value came from, so that the line names what to fix.  A near miss of a platform key
-    (``engine.nb_epoch``) is refused too (:data:`KNOWN_KEYS`).
+    ``overrides`` (``{key: value}`` given as ``--key value``), ``source`` (the options file) and
+    ``origins`` (dotted key -> the file it is written in, ``__include__``d files included) say where
+    a value came from, so that the line names what to fix.  A near miss of a platform key
+    (``engine.nb_epoch``) is refused too, or a warning (:func:`near_misses`; ``lenient``: always a
+    warning).  Returns the warning lines (without ``warning:``); the caller prints them.
     """
     overrides = overrides or {}
     _check_imports(tree, "")
-    _check_typos(tree, overrides, source)
+    warnings = near_misses(tree, overrides=overrides, origins=origins, source=source, lenient=lenient)
     errors = _errors(Tree, tree)
     for part, schema, sub in _builtin_parts(tree) if not errors else ():
         errors = errors or _errors(schema, sub, ("model", part))
     if errors:
-        _refuse(errors, tree, overrides, source)
+        _refuse(errors, tree, overrides, source, origins)
+    return warnings
 
 
 def _errors(schema: type[BaseModel], value: Any, prefix: tuple[Any, ...] = ()) -> list[Any]:
@@ -426,7 +513,8 @@ def _errors(schema: type[BaseModel], value: Any, prefix: tuple[Any, ...] = ()) -
     return []
 
 
-def _refuse(errors: list[Any], tree: Mapping[str, Any], overrides: Mapping[str, Any], source: str | None) -> None:
+def _refuse(errors: list[Any], tree: Mapping[str, Any], overrides: Mapping[str, Any], source: str | None,
+            origins: Mapping[str, str] | None = None) -> None:
     # One line: the first key in error (a union reports one error per member; keep the closest one).
     section = _key(errors[0]["loc"][:2], tree)
     err = _best([e for e in errors if _key(e["loc"][:2], tree) == section])
@@ -438,7 +526,8 @@ def _refuse(errors: list[Any], tree: Mapping[str, Any], overrides: Mapping[str, 
     flag = next((k for k in sorted(overrides, key=len, reverse=True)
                  if key == k or key.startswith(k + ".") or key.startswith(k + "[")), None)
     where = f"--{flag}" if flag else key
-    origin = "" if flag or not source else f" (in {Path(source).name})"
+    written = "" if flag else _origin(key, origins, source)
+    origin = f" (in {written})" if written else ""
     shows_value = err["type"] == "value_error" and isinstance(value, list) and any(
         repr(v) in what for v in value)  # the message names the bad item already
     if err["type"].endswith("_type") and key in _EXAMPLES:

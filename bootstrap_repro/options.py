@@ -15,9 +15,11 @@ Once a run starts the tree is frozen (read-only), saved as
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import re
 import shlex
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,11 @@ from typing import Any
 import yaml
 
 from bootstrap_repro._current import Activatable
-from bootstrap_repro.errors import OptionsError, OptionsReadOnlyError, did_you_mean
+from bootstrap_repro.errors import OptionsError, OptionsReadOnlyError
 from bootstrap_repro.fileio import atomic_write_text
 
 __all__ = ["Options", "OptionsDict", "OptionsList", "load_yaml", "read_yaml", "DEFAULTS", "flatten",
-           "check_resume_options", "override_argv"]
+           "check_resume_options", "override_argv", "print_warnings", "is_saved_options"]
 
 #: Platform-level keys every experiment has; the user's file is merged over them.
 DEFAULTS: dict[str, Any] = {
@@ -365,8 +367,14 @@ def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
     return data
 
 
-def load_yaml(path: str | os.PathLike[str], _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load an options file, resolving ``__include__`` recursively."""
+def load_yaml(path: str | os.PathLike[str], _chain: tuple[Path, ...] = (),
+              origins: dict[str, str] | None = None) -> dict[str, Any]:
+    """Load an options file, resolving ``__include__`` recursively.
+
+    ``origins`` (a dict to fill): each leaf's dotted key -> the file whose value the merged tree
+    holds (``engine.nb_epochs`` -> ``base.yaml`` when only an included file sets it), so that an
+    error names the file where the key is written.
+    """
     shown = str(path)
     real = Path(os.path.realpath(path))  # never raises, even on a symlink loop (read_yaml then says so)
     if real in _chain:
@@ -375,6 +383,8 @@ def load_yaml(path: str | os.PathLike[str], _chain: tuple[Path, ...] = ()) -> di
     data = _read_yaml(Path(path), shown)
     includes = data.pop("__include__", None)
     if includes is None:
+        if origins is not None:
+            _note_origins(origins, data, shown, {})
         return data
     if isinstance(includes, str):
         includes = [includes]
@@ -388,8 +398,28 @@ def load_yaml(path: str | os.PathLike[str], _chain: tuple[Path, ...] = ()) -> di
                 f"{shown}: __include__ '{inc}' not found (looked for {inc_path}); "
                 f"includes are relative to the including file"
             )
-        merged = merge(merged, load_yaml(inc_path, (*_chain, real)))
+        merged = merge(merged, load_yaml(inc_path, (*_chain, real), origins))
+    if origins is not None:
+        _note_origins(origins, data, shown, merged)
     return merge(merged, data)
+
+
+def _note_origins(origins: dict[str, str], data: Mapping[str, Any], file: str, base: Mapping[str, Any],
+                  prefix: str = "") -> None:
+    """Record ``file`` as the origin of each leaf of ``data``, merged over ``base`` (as :func:`merge` does)."""
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        below = base.get(k) if isinstance(base, Mapping) else None
+        if isinstance(v, Mapping) and v:
+            origins.pop(key, None)  # a mapping now, where an included file had a value
+            _note_origins(origins, v, file, below if isinstance(below, Mapping) else {}, key + ".")
+        elif isinstance(v, Mapping) and isinstance(below, Mapping) and below:
+            continue  # an empty mapping merged over one: the included file's values stay
+        else:
+            if isinstance(below, Mapping) and below:  # a value replaces an included mapping: rare, scan
+                for old in [o for o in origins if o.startswith(key + ".")]:
+                    del origins[old]
+            origins[key] = file
 
 
 # --------------------------------------------------------------------------- CLI values
@@ -493,6 +523,10 @@ class Options(Activatable):
         self.source = source
         #: The explicit ``--key value`` overrides applied so far (``{key: value}``, the last value wins).
         self.overrides: dict[str, Any] = {}
+        #: Each key read from a file -> that file (``__include__``d files included); None: not loaded from files.
+        self.origins: dict[str, str] | None = None
+        #: The warning lines of the last :meth:`check` (near misses of platform keys), printed once.
+        self.warnings: list[str] = []
 
     # ---- construction
     @classmethod
@@ -508,8 +542,10 @@ class Options(Activatable):
 
         ``check`` (default): refuse a platform option of the wrong type or range (:meth:`check`).
         """
-        tree = merge(DEFAULTS if defaults is None else defaults, load_yaml(path))
+        origins: dict[str, str] = {}
+        tree = merge(DEFAULTS if defaults is None else defaults, load_yaml(path, origins=origins))
         opt = cls(tree, source=str(path))
+        opt.origins = origins
         opt.apply_overrides(overrides)
         if check:
             opt.check()
@@ -519,7 +555,9 @@ class Options(Activatable):
         """Raise a one-line :class:`OptionsError` when an option has the wrong type or range (``_schema``).
 
         Checked once: a tree that passed as it is now (:meth:`load` checks it, :func:`~bootstrap_repro.run.run`
-        asks again) is not checked again.
+        asks again) is not checked again.  A near miss of a platform key that is not refused
+        (``_schema.near_misses``) is one ``warning:`` line on stderr, printed once per command
+        (:func:`print_warnings`), and kept in :attr:`warnings`.
         """
         tree = self.as_dict()
         token = (os.getcwd(), repr(tree))  # exp.dir's checks resolve relative paths
@@ -527,7 +565,11 @@ class Options(Activatable):
             return
         from bootstrap_repro import _schema
 
-        _schema.check(tree, overrides=self.overrides, source=self.source)
+        exp = tree.get("exp")
+        lenient = bool(isinstance(exp, Mapping) and exp.get("resume")) or is_saved_options(self.source)
+        self.warnings = _schema.check(tree, overrides=self.overrides, source=self.source,
+                                      origins=getattr(self, "origins", None), lenient=lenient)
+        print_warnings(self.warnings, self.source)
         self._checked = token
 
     def apply_overrides(self, argv: Sequence[str]) -> dict[str, Any]:
@@ -538,7 +580,7 @@ class Options(Activatable):
             if key not in leaves:
                 if any(k.startswith(key + ".") for k in leaves):
                     raise OptionsError(f"--{key}: is a section, not a value; set one of its keys, e.g. --{next(k for k in leaves if k.startswith(key + '.'))}")
-                raise OptionsError(f"--{key}: unknown option{did_you_mean(key, leaves, '--')} (`-h` lists them all)")
+                raise OptionsError(f"--{key}: unknown option{_suggest(key, leaves)} (`-h` lists them all)")
             value = _typed(key, values, leaves[key])
             self[key] = value
             changed[key] = value
@@ -645,9 +687,11 @@ class Options(Activatable):
     asdict = as_dict  # the seed's spelling
 
     def copy(self) -> Options:
-        """A mutable copy (with the same explicit :attr:`overrides`)."""
+        """A mutable copy (with the same explicit :attr:`overrides` and :attr:`origins`)."""
         new = Options(self.as_dict(), source=self.source)
         new.overrides = copy.deepcopy(self.overrides)
+        origins = getattr(self, "origins", None)
+        new.origins = None if origins is None else dict(origins)
         return new
 
     def to_yaml(self, *, drop_actions: bool = True) -> str:
@@ -678,6 +722,52 @@ class Options(Activatable):
                 shown = shown.replace("\n...", "").removesuffix("...").strip()
             lines.append(f"  --{key:<{width}} {shown:<20} ({_type_name(value)})")
         return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- warnings, suggestions
+#: Set in the processes that a command starts to run the experiment it has checked (and warned about)
+#: already: a container (``record.CONTAINER_ENV``), a Slurm job (``record.SLURM_ENV``), a sweep's trial
+#: (``sweep.TRIAL_ENV``), a torchrun worker.  Those do not print the options' warnings again.
+INNER_PROCESS_ENV = ("BOOTSTRAP_REPRO_CONTAINER", "BOOTSTRAP_REPRO_SLURM", "BOOTSTRAP_REPRO_TRIAL",
+                     "TORCHELASTIC_RUN_ID")
+_printed: set[tuple[str | None, str]] = set()  # (options file, line): a sweep loads its base file for each trial
+
+
+def print_warnings(lines: Sequence[str], source: str | None = None) -> None:
+    """Print each ``warning:`` line on stderr once per command: once per process for an options file,
+    and not at all in a process that the command started to run the experiment (:data:`INNER_PROCESS_ENV`)."""
+    if not lines or any(os.environ.get(name) for name in INNER_PROCESS_ENV):
+        return
+    where = os.path.realpath(source) if source else None
+    for line in lines:
+        if (where, line) not in _printed:
+            _printed.add((where, line))
+            print(f"warning: {line}", file=sys.stderr)
+
+
+#: Files of an experiment dir: an options file beside one of them is an experiment's saved options.
+_EXP_DIR_FILES = ("logs.json", "logs.txt", "ckpt_last_engine.pth.tar", "repro/record.json")
+
+
+def is_saved_options(source: str | os.PathLike[str] | None) -> bool:
+    """Whether ``source`` is the saved options of an experiment dir (its ``options.yaml``, a segment's copy
+    under ``repro/``): a run accepted them already, so a near miss of a platform key only warns."""
+    if not source:
+        return False
+    try:
+        folder = Path(os.path.realpath(source)).parent
+        if folder.name == "repro":
+            folder = folder.parent
+        return any((folder / name).exists() for name in _EXP_DIR_FILES)
+    except (OSError, ValueError):
+        return False
+
+
+def _suggest(key: str, leaves: Mapping[str, Any]) -> str:
+    """``"; did you mean --KEY?"`` for an unknown flag, case ignored (``--engine.NB_EPOCHS``), or ``""``."""
+    lower = {k.lower(): k for k in leaves}
+    close = [key.lower()] if key.lower() in lower else difflib.get_close_matches(key.lower(), list(lower), 1, 0.6)
+    return f"; did you mean --{lower[close[0]]}?" if close else ""
 
 
 # --------------------------------------------------------------------------- resume

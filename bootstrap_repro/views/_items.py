@@ -54,6 +54,8 @@ _EXPECTED = (
 )
 _LOGNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _SPEC_KEYS = ("name", "items", "file_name", "import")
+#: Keys of the seed's multi-view form ``{names: [plotly, tensorboard], items_plotly: [...], ...}``.
+_NAMES_KEYS = ("names", *(f"items_{name}" for name in VIEW_NAMES), "items", "file_name")
 #: Keys of the seed's ``views`` section accepted and unused (bootstrap.pytorch's options/abstract.yaml).
 _SEED_KEYS = ("plot_width",)
 
@@ -151,6 +153,12 @@ def _file_name(value: Any, where: str) -> str:
 
 def _parse_spec(raw: Mapping[str, Any], where: str) -> list[ViewSpec]:
     if "names" in raw:  # the seed's multi-view form
+        for key in raw:
+            if key not in _NAMES_KEYS and key not in _SEED_KEYS and key != "import":
+                raise OptionsError(
+                    f"{where}.{key}: unknown view key{did_you_mean(str(key), _NAMES_KEYS)} "
+                    f"(valid with names: {', '.join(_NAMES_KEYS)})"
+                )
         names = raw["names"]
         names = [names] if isinstance(names, str) else names
         if not isinstance(names, Sequence) or not names:
