@@ -32,16 +32,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-from bootstrap_repro.errors import OptionsError, did_you_mean
+from bootstrap_repro.errors import OptionsError, ReproError, did_you_mean
 from bootstrap_repro.options import Options, flatten, read_yaml
-from bootstrap_repro.sweep._algorithms import AlgoSpec, make_pruner, make_sampler, parse_algo
+from bootstrap_repro.sweep._algorithms import AlgoSpec, check_algorithms, make_pruner, make_sampler, parse_algo
 from bootstrap_repro.sweep._errors import SweepError
 from bootstrap_repro.sweep._trial import MAX_ATTEMPTS
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["ParamSpec", "SweepSpec", "load_sweep", "parse_sweep", "OBJECTIVE_RE", "DIRECTIONS", "DEFAULT_MAX_RETRIES"]
+__all__ = ["ParamSpec", "SweepSpec", "load_sweep", "parse_sweep", "parse_count", "check_sweep_dir", "OBJECTIVE_RE",
+           "DIRECTIONS", "DEFAULT_MAX_RETRIES", "MAX_TRIALS", "MAX_RETRIES"]
 
 SWEEP_KEYS = ("options", "dir", "name", "objective", "direction", "n_trials", "jobs", "sampler", "pruner", "storage",
               "max_retries")
@@ -50,6 +51,10 @@ DEFAULT_MAX_RETRIES = MAX_ATTEMPTS - 1
 TOP_KEYS = ("sweep", "params", "enqueue")
 #: Parallel trials (``sweep.jobs``) per CPU of this machine at most.
 JOBS_PER_CPU = 4
+#: ``sweep.n_trials`` (``--n-trials``) at most: beyond it a typo (``1e20``) would run for ever.
+MAX_TRIALS = 10**6
+#: ``sweep.max_retries`` at most.
+MAX_RETRIES = 100
 PARAM_TYPES = ("float", "int", "categorical")
 _PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
                "categorical": ("type", "choices")}
@@ -94,6 +99,14 @@ class ParamSpec:
         where = f"params.{key}"
         if not isinstance(raw, Mapping):
             raise SweepError(f"{where}: expected a mapping like {{type: float, low: 0.001, high: 0.1}}, got {raw!r}")
+        if "type" not in raw and raw and all(isinstance(v, Mapping) for v in raw.values()):  # {optimizer: {lr: {...}}}
+            path, node = [key], raw
+            while isinstance(node, Mapping) and "type" not in node and node \
+                    and all(isinstance(v, Mapping) for v in node.values()):
+                first = next(iter(node))
+                path.append(str(first))
+                node = node[first]
+            raise SweepError(f"{where}: write the option as a dotted key (params: {{{'.'.join(path)}: {{...}}}})")
         kind = raw.get("type")
         if kind not in PARAM_TYPES:
             hint = did_you_mean(str(kind), PARAM_TYPES) if isinstance(kind, str) else ""
@@ -274,16 +287,78 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def _positive_int(value: Any, where: str) -> int:
+def _positive_int(value: Any, where: str, high: int | None = None) -> int:
     if not _is_int(value) or value < 1:
         raise SweepError(f"{where}: expected a positive int, got {value!r}")
+    if high is not None and value > high:
+        raise SweepError(f"{where}: must be <= {high}, got {value!r}")
     return int(value)
 
 
-def _non_negative_int(value: Any, where: str) -> int:
+def _non_negative_int(value: Any, where: str, high: int | None = None) -> int:
     if not _is_int(value) or value < 0:
         raise SweepError(f"{where}: expected a whole number >= 0, got {value!r}")
+    if high is not None and value > high:
+        raise SweepError(f"{where}: must be <= {high}, got {value!r}")
     return int(value)
+
+
+#: Python's limit on the digits of an int read from text (``sys.get_int_max_str_digits``).
+_MAX_DIGITS = 4300
+
+
+def parse_count(flag: str, value: str | None) -> int | None:
+    """The int of a count flag (``--n-trials 20``, ``--jobs 2``), or None when it is not given.
+
+    Only digits (``'²'``, ``'1e3'``, ``'-1'`` are refused); the range is checked with the sweep file
+    (:func:`parse_sweep`): ``--n-trials 100000000000000000000`` is ``--n-trials: must be <= 1000000, got ...``.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not re.fullmatch(r"[0-9]{1,%d}" % _MAX_DIGITS, text):  # (str.isdigit() also takes '²', which int() refuses)
+        raise SweepError(f"{flag}: expected a positive int, got {value!r}")
+    return int(text)
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def check_sweep_dir(value: Any, where: str = "sweep.dir") -> Path:
+    """``sweep.dir`` as a path, once it can be (or is) a writable dir; a one-line :class:`SweepError` otherwise.
+
+    The checks of ``exp.dir`` (no NUL, not too long, not under /proc, /sys or /dev), then: no control
+    character (a newline in it would split every line that names it), no file where a directory of
+    the path is needed, and the nearest existing directory writable.  Nothing is created.
+    """
+    from bootstrap_repro._schema import _exp_dir  # the exp.dir path check (shared)
+
+    if not isinstance(value, str) or not value.strip():
+        raise SweepError(f"{where}: expected a path, got {value!r}")
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    try:
+        _exp_dir(value)
+    except ValueError as exc:
+        raise SweepError(f"{where}: {exc}, got {shown}") from None
+    if _has_control(value):
+        raise SweepError(f"{where}: a path cannot hold a control character (newline, tab...), got {shown}")
+    path = Path(value)
+    target = Path(os.path.abspath(value))
+    probe = target
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_symlink() and not probe.exists():
+        raise SweepError(f"{where}: cannot create {path}: {probe} is a broken symbolic link; fix it or choose "
+                         f"another sweep.dir")
+    if not probe.is_dir():
+        if probe == target:
+            raise SweepError(f"{where}: {path} is a file, not a directory; choose another sweep.dir")
+        raise SweepError(f"{where}: cannot create {path}: {probe} is a file, not a directory; choose another sweep.dir")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = f"{path} is not writable" if probe == target else f"cannot create {path}: {probe} is not writable"
+        raise SweepError(f"{where}: {what} (permission denied); choose a sweep.dir in a writable directory")
+    return path
 
 
 def _check_storage(value: Any, where: str) -> str | None:
@@ -295,6 +370,157 @@ def _check_storage(value: Any, where: str) -> str | None:
             f"got {value!r}"
         )
     return value
+
+
+# --------------------------------------------------------------------------- params vs the base options
+def _signature_keys(cls: Any, hidden: tuple[str, ...]) -> set[str]:
+    import inspect
+
+    return {p.name for p in inspect.signature(cls).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in hidden}
+
+
+def _builtin_keys(section: str, base: Options) -> tuple[str, set[str]] | None:
+    """``(what, keys)``: the options the built-in class that ``section`` names takes (``("optimizer 'sgd'",
+    {lr, momentum, ...})``), exactly as the run maps them to its arguments; None for a plugin's section, a
+    section naming no built-in, or when the classes cannot be imported here (no torch)."""
+    node = base.get(section) if section else None
+    if not isinstance(node, Mapping) or node.get("import"):
+        return None
+    name = node.get("name")
+    try:
+        if section == "optimizer":
+            from bootstrap_repro.optimizers._factory import _OWN_KEYS, OPTIMIZERS
+
+            if name not in OPTIMIZERS:
+                return None
+            return f"optimizer {name!r}", _signature_keys(OPTIMIZERS[name], ("params",)) | set(_OWN_KEYS)
+        if section == "optimizer.lr_scheduler":
+            if base.get("optimizer.import"):
+                return None
+            from bootstrap_repro.optimizers._factory import _scheduler_class
+
+            cls = _scheduler_class(name, f"{section}.name")
+            return (f"lr_scheduler {name!r}",
+                    _signature_keys(cls, ("optimizer", "last_epoch", "verbose")) | {"name", "last_epoch"})
+        if section in ("model.network", "model.criterion", "model.metric"):
+            if base.get("model.import"):
+                return None
+            from torch import nn
+
+            from bootstrap_repro.models import _factory as models
+
+            registry = {"model.network": models.NETWORKS, "model.criterion": models.CRITERIONS,
+                        "model.metric": models.METRICS}[section]
+            cls = models._resolve(section, registry, name)
+            extra = {"target_key"} if isinstance(cls, type) and issubclass(cls, nn.modules.loss._Loss) else set()
+            part = section.rsplit(".", 1)[1]
+            return f"{part} {name!r}", _signature_keys(cls, ("self",)) | {"name", "import"} | extra
+        if section == "dataset":
+            from bootstrap_repro.datasets._factory import COMMON_KEYS, DATASETS
+
+            if name not in DATASETS:
+                return None
+            return f"dataset {name!r}", set(COMMON_KEYS) | set(DATASETS[name].option_args)
+    except (ImportError, ReproError, TypeError, ValueError):  # no torch here, or a name the run would refuse
+        return None
+    return None
+
+
+def _section_keys(section: str, base: Options) -> set[str]:
+    """The keys the platform reads in ``section`` (its schema), whatever the built-in class."""
+    from bootstrap_repro import _schema
+
+    if section in _schema.KNOWN_KEYS:
+        return set(_schema.KNOWN_KEYS[section])
+    if section == "optimizer.lr_scheduler":
+        return set(_schema._fields(_schema.Scheduler))
+    part = section.removeprefix("model.")
+    name = base.get(f"{section}.name")
+    schema = _schema.BUILTIN_PARTS.get(part, {}).get(name) if isinstance(name, str) else None
+    return set(_schema._fields(schema)) | {"name", "import"} if schema is not None else set()
+
+
+def _unknown_param(key: str, base: Options, where_file: Any) -> str:
+    """The error line of ``params.<key>`` that is not an option of the base file (nor accepted as an override)."""
+    from bootstrap_repro._schema import typo
+
+    where = f"params.{key}"
+    section, _, last = key.rpartition(".")
+    node = base.get(section) if section else base.as_dict()
+    in_file = {str(k) for k in node} if isinstance(node, Mapping) else set()
+    builtin = _builtin_keys(section, base)
+    if builtin is not None and last in builtin[1]:
+        return (f"{where}: not in {where_file}, and a trial can only change options the file sets; "
+                f"{builtin[0]} takes {last}: add it under {section} in {where_file} to search it")
+    known = in_file | (builtin[1] if builtin is not None else _section_keys(section, base))
+    near = typo(last, known)
+    hint = f"; did you mean {section + '.' if section else ''}{near}?" if near else ""
+    note = f", and {builtin[0]} has no option {last!r}" if builtin is not None and not near else ""
+    return f"{where}: unknown option in {where_file}{note}{hint} (`bootstrap-repro run -o {where_file} -h` lists them)"
+
+
+#: Built-in name keys -> the import keys that replace the name (a plugin: its names are its own).
+_NAME_KEYS: dict[str, tuple[str, ...]] = {
+    "optimizer.name": ("optimizer.import",),
+    "optimizer.lr_scheduler.name": ("optimizer.import",),
+    "dataset.name": ("dataset.import",),
+    "engine.name": ("engine.import",),
+    "model.name": ("model.import",),
+    "model.network.name": ("model.import", "model.network.import"),
+    "model.criterion.name": ("model.import", "model.criterion.import"),
+    "model.metric.name": ("model.import", "model.metric.import"),
+}
+
+
+def _check_name(key: str, value: Any, trial: Options) -> None:
+    """Resolve built-in name ``value`` of ``key`` as the run will (raises its one-line :class:`OptionsError`)."""
+    from bootstrap_repro import plugins
+
+    if key == "optimizer.name":
+        from bootstrap_repro.optimizers._factory import OPTIMIZERS
+
+        plugins.resolve(OPTIMIZERS, value, key)
+    elif key == "optimizer.lr_scheduler.name":
+        from bootstrap_repro.optimizers._factory import _scheduler_class
+
+        _scheduler_class(value, key)
+    elif key == "dataset.name":
+        from bootstrap_repro.datasets._factory import DATASETS
+
+        plugins.resolve(DATASETS, value, key)
+    elif key == "engine.name":
+        from bootstrap_repro.engines._factory import ENGINES
+
+        plugins.resolve(ENGINES, value, key)
+    elif key == "model.name":
+        from bootstrap_repro.models._factory import MODELS
+
+        plugins.resolve(MODELS, value, key)
+    else:
+        from bootstrap_repro.models import _factory as models
+
+        part = key.split(".")[1]
+        models._resolve(f"model.{part}", getattr(models, {"network": "NETWORKS", "criterion": "CRITERIONS",
+                                                          "metric": "METRICS"}[part]), value)
+
+
+def _check_choice_names(p: ParamSpec, value: Any, trial: Options, params: Sequence[ParamSpec]) -> None:
+    """A categorical choice of a built-in name key (``optimizer.name: adma``), or of the view: refused as the run
+    would refuse it, unless an ``import`` key of the file or of the sweep makes the section a plugin's."""
+    top = p.key.split(".")[0]
+    if top in ("view", "views"):
+        from bootstrap_repro.views import check_view_option
+
+        check_view_option(trial)
+        return
+    imports = _NAME_KEYS.get(p.key)
+    if imports is None or any(trial.get(k) for k in imports) or any(q.key in imports for q in params):
+        return
+    try:
+        _check_name(p.key, value, trial)
+    except ImportError:  # no torch where the driver runs (trials in Docker): each trial checks its name
+        return
 
 
 def _check_params(params: Sequence[ParamSpec], base: Options) -> None:
@@ -310,9 +536,11 @@ def _check_params(params: Sequence[ParamSpec], base: Options) -> None:
             if section is not None:
                 raise SweepError(f"{where}: is a section of {where_file}, not a value; search one of its keys, "
                                  f"e.g. {section}")
-            raise SweepError(f"{where}: unknown option in {where_file}{did_you_mean(p.key, leaves)} "
-                             f"(`bootstrap-repro run -o {where_file} -h` lists them)")
-        default = leaves[p.key]
+            try:  # the run's own rule: an override of a key the file does not set is refused (so far)
+                base.copy().apply_overrides(override_args(p.key, p.samples()[0]))
+            except OptionsError:
+                raise SweepError(_unknown_param(p.key, base, where_file)) from None
+        default = leaves.get(p.key)
         if isinstance(default, list):
             raise SweepError(f"{where}: the option is a list ({default!r}); only single values can be searched")
         if p.type == "float" and _is_int(default):
@@ -322,8 +550,10 @@ def _check_params(params: Sequence[ParamSpec], base: Options) -> None:
                 trial = base.copy()
                 trial.apply_overrides(override_args(p.key, value))
                 trial.check()
-            except OptionsError as exc:
-                msg = str(exc).removeprefix(f"--{p.key}: ")
+                if p.type == "categorical":  # a name the run resolves (optimizer.name: adma)
+                    _check_choice_names(p, value, trial, params)
+            except ReproError as exc:
+                msg = str(exc).removeprefix(f"--{p.key}: ").removeprefix(f"{p.key}: ")
                 raise SweepError(f"{where}: {value!r} is not a valid value: {msg}") from None
 
 
@@ -368,6 +598,7 @@ def parse_sweep(
     for k in ("options", "dir"):
         if not isinstance(sw[k], str) or not sw[k].strip():
             raise SweepError(f"sweep.{k}: expected a path, got {sw[k]!r}")
+    sweep_dir = check_sweep_dir(sw["dir"])
     objective = sw["objective"]
     if not isinstance(objective, str) or not OBJECTIVE_RE.match(objective):
         raise SweepError(f"sweep.objective: expected '<train|eval>_epoch.<name>' such as eval_epoch.acctop1 "
@@ -375,19 +606,21 @@ def parse_sweep(
     direction = sw["direction"]
     if direction not in DIRECTIONS:
         raise SweepError(f"sweep.direction: expected maximize or minimize, got {direction!r}")
-    n = _positive_int(n_trials, "--n-trials") if n_trials is not None else _positive_int(sw["n_trials"], "sweep.n_trials")
+    n = (_positive_int(n_trials, "--n-trials", MAX_TRIALS) if n_trials is not None
+         else _positive_int(sw["n_trials"], "sweep.n_trials", MAX_TRIALS))
     j = _positive_int(jobs, "--jobs") if jobs is not None else _positive_int(sw.get("jobs", 1), "sweep.jobs")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if j > JOBS_PER_CPU * cpus:  # each job is a process training a model: beyond that the machine thrashes
         raise SweepError(f"{'--jobs' if jobs is not None else 'sweep.jobs'}: {j} parallel trials asked, this machine "
                          f"has {cpus} CPU(s); use at most {JOBS_PER_CPU * cpus}")
-    max_retries = _non_negative_int(sw.get("max_retries", DEFAULT_MAX_RETRIES), "sweep.max_retries")
+    max_retries = _non_negative_int(sw.get("max_retries", DEFAULT_MAX_RETRIES), "sweep.max_retries", MAX_RETRIES)
     store = (_check_storage(storage, "--storage") if storage is not None
              else _check_storage(sw.get("storage"), "sweep.storage"))
-    sweep_dir = Path(sw["dir"])
     name = sw.get("name") or sweep_dir.resolve().name
     if not isinstance(name, str) or not name.strip():
         raise SweepError(f"sweep.name: expected a non-empty string, got {name!r}")
+    if _has_control(name):  # it starts every line the sweep prints
+        raise SweepError(f"sweep.name: a name cannot hold a control character (newline, tab...), got {name!r}")
     raw_params = data.get("params")
     if not isinstance(raw_params, Mapping) or not raw_params:
         raise SweepError("params: missing or empty; add at least one, "
@@ -395,7 +628,7 @@ def parse_sweep(
     params = tuple(ParamSpec.parse(str(k), v) for k, v in raw_params.items())
     sampler = parse_algo(sw.get("sampler"), "sampler", "tpe")
     pruner = parse_algo(sw.get("pruner"), "pruner", "none")
-    make_sampler(sampler, params)  # the Optuna classes check their own arguments
+    make_sampler(sampler, params)  # the grid's size; the Optuna classes check their own arguments
     make_pruner(pruner)
     for i, tok in enumerate(overrides):
         flag = tok.split("=", 1)[0]
@@ -406,6 +639,7 @@ def parse_sweep(
     except OptionsError as exc:
         raise type(exc)(f"sweep.options: {exc}") from None
     _check_params(params, base)
+    check_algorithms(sampler, pruner, params, direction)  # a few in-memory trials: what Optuna refuses only later
     mode = objective.split("_epoch.", 1)[0]
     split = base.get(f"dataset.{mode}_split")
     if not split:
