@@ -6,7 +6,7 @@ import abc
 import inspect
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -105,6 +105,78 @@ def is_seed_call(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
     return isinstance(first, os.PathLike) or (isinstance(first, str) and ("/" in first or os.sep in first))
 
 
+class _EpochBatch(list):  # type: ignore[type-arg]
+    """A batch of indices, with the base seed and epoch its (persistent) worker must start from."""
+
+    seed: int | None = None
+    epoch: int = 0
+
+
+class _EpochBatchSampler(data.Sampler[list[int]]):
+    """The loader's batches of indices, each tagged with the epoch's worker seed (see :class:`_Reseeding`)."""
+
+    def __init__(self, sampler: data.Sampler[int], batch_size: int, drop_last: bool) -> None:
+        self.batches = data.BatchSampler(sampler, batch_size, drop_last)
+        self.seed: int | None = None
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        seed, epoch = self.seed, self.epoch
+        for indices in self.batches:
+            batch = _EpochBatch(indices)
+            batch.seed, batch.epoch = seed, epoch
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _Reseeding(data.Dataset):  # type: ignore[type-arg]
+    """The dataset as a persistent worker reads it: at the first batch of each new epoch the
+    worker is seeded as a fresh worker of that epoch would be (torch, ``random``, numpy, then the
+    loader's ``worker_init_fn``), and the dataset's ``epoch`` is set; batches are then the same as
+    with a new loader per epoch, for any ``nb_threads`` and after a resume."""
+
+    def __init__(self, dataset: Any, worker_init_fn: Callable[[int], None] | None) -> None:
+        self.dataset, self.worker_init_fn = dataset, worker_init_fn
+        self._seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+    def __getitems__(self, batch: list[int]) -> list[Any]:
+        seed = getattr(batch, "seed", None)
+        if seed is not None and seed != self._seed:
+            self._reseed(seed, batch.epoch)  # type: ignore[attr-defined]
+        getitems = getattr(self.dataset, "__getitems__", None)
+        return getitems(list(batch)) if getitems is not None else [self.dataset[i] for i in batch]
+
+    def _reseed(self, base_seed: int, epoch: int) -> None:
+        """What ``torch.utils.data``'s worker loop does at a worker's start, with this epoch's base seed."""
+        self._seed = base_seed
+        info = data.get_worker_info()
+        worker_id = info.id if info is not None else 0
+        seed = base_seed + worker_id
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            import numpy as np
+            from torch.utils.data._utils.worker import _generate_state
+        except ImportError:
+            pass
+        else:
+            np.random.seed(_generate_state(base_seed, worker_id))
+        if info is not None:
+            object.__setattr__(info, "seed", seed)  # WorkerInfo is read-only once made
+        if hasattr(self.dataset, "epoch"):
+            self.dataset.epoch = epoch
+        if self.worker_init_fn is not None:
+            self.worker_init_fn(worker_id)
+
+
 class Dataset(data.Dataset, abc.ABC):
     """A map-style dataset whose items are dicts of tensors (or numbers).
 
@@ -126,6 +198,11 @@ class Dataset(data.Dataset, abc.ABC):
     splits: ClassVar[tuple[str, ...]] = ()
     #: Extra ``dataset.<key>`` options of a built-in -> its constructor argument.
     option_args: ClassVar[Mapping[str, str]] = {}
+    #: With ``nb_threads > 0``, keep the worker processes from one epoch to the next (one loader per
+    #: dataset).  Workers are re-seeded and get ``epoch`` at each epoch, so batches do not change;
+    #: other attributes changed after the first epoch do not reach them: set False for a dataset
+    #: whose items depend on such state.
+    persistent_workers: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         bind = _seed_args if is_seed_call(args, kwargs) else _native_args
@@ -182,9 +259,12 @@ class Dataset(data.Dataset, abc.ABC):
         it never draws from the global torch RNG.
         """
         shuffle = self.shuffle if shuffle is None else shuffle
+        batch_size = self.batch_size if batch_size is None else batch_size
+        if self.nb_threads > 0 and self.persistent_workers:
+            return self._persistent_loader(batch_size, shuffle)
         return data.DataLoader(
             self,
-            batch_size=self.batch_size if batch_size is None else batch_size,
+            batch_size=batch_size,
             shuffle=shuffle if self.sampler is None else None,
             sampler=self.sampler,
             num_workers=self.nb_threads,
@@ -194,6 +274,51 @@ class Dataset(data.Dataset, abc.ABC):
             worker_init_fn=seed_worker,
             generator=self.make_generator(),
         )
+
+    def _persistent_loader(self, batch_size: int, shuffle: bool) -> data.DataLoader:
+        """This dataset's loader with persistent workers, set to the current epoch.
+
+        Batches equal those of a new loader per epoch: the generator is re-seeded with
+        ``seed + epoch`` and, as a new loader does, gives the workers' base seed first, then the
+        order; each worker re-seeds from it at its first batch of the epoch.
+        """
+        key = (batch_size, shuffle, self.sampler, self.nb_threads, self.pin_memory, self.drop_last, self.collate_fn)
+        cached = self.__dict__.get("_persistent")
+        if cached is not None and cached[0] == key:
+            loader = cached[1]
+            loader.generator.manual_seed(self.seed + self.epoch)
+            batches = loader.batch_sampler
+            if loader._iterator is not None:  # its workers run: they re-seed from this epoch's base seed
+                batches.seed = int(torch.empty((), dtype=torch.int64).random_(generator=loader.generator).item())
+            batches.epoch = self.epoch
+            return loader
+        generator = self.make_generator()
+        if self.sampler is not None:
+            sampler: data.Sampler[int] = self.sampler
+        elif shuffle:
+            sampler = data.RandomSampler(self, generator=generator)
+        else:
+            sampler = data.SequentialSampler(self)
+        batches = _EpochBatchSampler(sampler, batch_size, self.drop_last)
+        batches.epoch = self.epoch
+        loader = data.DataLoader(
+            _Reseeding(self, seed_worker),
+            batch_sampler=batches,
+            num_workers=self.nb_threads,
+            collate_fn=self.collate_fn,
+            pin_memory=self.pin_memory,
+            worker_init_fn=seed_worker,
+            generator=generator,
+            persistent_workers=True,
+        )
+        self.__dict__["_persistent"] = (key, loader)
+        return loader
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The dataset without its persistent loader (a worker started by spawn unpickles it)."""
+        state = self.__dict__.copy()
+        state.pop("_persistent", None)
+        return state
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(split={self.split!r}, len={len(self)}, batch_size={self.batch_size})"

@@ -10,6 +10,7 @@ from bootstrap_repro.engines._engine import (
     to_device,
 )
 from bootstrap_repro.engines._factory import factory, resolve_device
+from bootstrap_repro.engines._sync import SyncError, SyncGuard, allowed_sync
 from bootstrap_repro.engines._hooks import HOOKS, MODE_EVENTS, hook_names
 
 __all__ = [
@@ -17,6 +18,9 @@ __all__ = [
     "EngineState",
     "SavingCriterion",
     "StopRun",
+    "SyncError",
+    "SyncGuard",
+    "allowed_sync",
     "Checkpointer",
     "HOOKS",
     "MODE_EVENTS",

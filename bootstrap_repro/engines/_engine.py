@@ -8,6 +8,7 @@ Shared data lives on :attr:`Engine.state`, which hooks read.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -22,9 +23,10 @@ import torch
 from bootstrap_repro.engines._console import ConsoleLine
 from bootstrap_repro.engines._distributed import all_reduce_sum, dist_info, shard_dataset, unwrap
 from bootstrap_repro.engines._hooks import adapt_hook, check_hook_name
-from bootstrap_repro.engines._precision import Determinism, Precision, deterministic_error
+from bootstrap_repro.engines._precision import Determinism, DeviceSkip, Precision, deterministic_error
+from bootstrap_repro.engines._prefetch import CudaPrefetcher, to_device
 from bootstrap_repro.engines._seed_api import SeedEngineAPI, never_logged
-from bootstrap_repro._metric_names import resolve
+from bootstrap_repro._metric_names import resolve, split_criterion
 from bootstrap_repro.errors import OptionsError
 
 __all__ = ["Engine", "EngineState", "SavingCriterion", "parse_saving_criteria", "StopRun"]
@@ -57,8 +59,8 @@ def parse_saving_criteria(values: Any) -> list[SavingCriterion]:
         values = [values]
     out = []
     for v in values:
-        name, sep, mode = str(v).rpartition(":")
-        if not sep or not name or mode not in ("min", "max"):
+        name, mode = split_criterion(str(v))  # NAME:min|max, or the seed's older NAME:lt|gt
+        if not name or mode not in ("min", "max"):
             raise OptionsError(
                 f"engine.saving_criteria: expected 'name:min' or 'name:max' (e.g. loss:min, acctop1:max), got {v!r}"
             )
@@ -100,19 +102,6 @@ def _batch_size(batch: Any) -> int:
         if n:
             return n
     return 0
-
-
-def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """Move every tensor of a (nested) batch to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
-    if isinstance(batch, list):
-        return [to_device(v, device, non_blocking) for v in batch]
-    if isinstance(batch, tuple):
-        return tuple(to_device(v, device, non_blocking) for v in batch)
-    return batch
 
 
 def loggable(out: Mapping[str, Any]) -> dict[str, Any]:
@@ -187,6 +176,11 @@ class Engine(SeedEngineAPI):
         #: The seed's ``engine.hooks``: ``{name: [callables taking no argument]}`` (the engine bound in).
         self.hooks: dict[str, list[Callable[[], Any]]] = {}
         self._stop_now: str | None = None
+        #: A :class:`~bootstrap_repro.engines._sync.SyncGuard` armed in every batch (tests; None: off).
+        self.sync_guard: Any = None
+        #: The non-finite-loss rule decided on the device (:class:`DeviceSkip`, no host sync per batch);
+        #: False: read on the host, free on CPU where the loss already is in host memory.
+        self._nan_on_device: bool = self.device.type != "cpu"
 
     # ------------------------------------------------------------------ hooks
     def register_hook(self, name: str, func: Callable[..., Any]) -> None:
@@ -226,6 +220,10 @@ class Engine(SeedEngineAPI):
             self.model.to(memory_format=torch.channels_last)
         if self.compile:
             self.model.compile()
+        if self.device.type == "cuda":  # pinned batches: copied to the GPU without blocking the host
+            for ds in self.dataset.values():
+                if hasattr(ds, "pin_memory"):
+                    ds.pin_memory = True
         if self.dist.enabled:
             for mode, ds in self.dataset.items():
                 shard_dataset(ds, self.dist, train=(mode == "train"))
@@ -300,10 +298,11 @@ class Engine(SeedEngineAPI):
         self.hook("engine_on_end_epoch")
 
     def _finite(self, loss: torch.Tensor) -> bool:
-        """Whether the loss is finite on every rank (all ranks must skip a step together).
+        """Whether the loss is finite on every rank (all ranks must skip a step together), read on the host.
 
-        On CPU without DDP the batch loop reads the loss in place instead (``loss.item()``): it is
-        already in host memory, so that moves nothing and costs ~0.2 us, where this op costs ~5 us.
+        The host rule, used on CPU (``_nan_on_device`` False): without DDP the batch loop reads the
+        loss in place instead (``loss.item()``): it is already in host memory, so that moves nothing
+        and costs ~0.2 us, where this op costs ~5 us.
         """
         finite = torch.isfinite(loss.detach())
         if self.dist.enabled:
@@ -335,6 +334,10 @@ class Engine(SeedEngineAPI):
         if self.debug:
             batches = itertools.islice(loader, DEBUG_BATCHES[0] if train else DEBUG_BATCHES[1])
             st.nb_batches = min(st.nb_batches, DEBUG_BATCHES[0] if train else DEBUG_BATCHES[1])
+        device = self.device
+        on_cpu = device.type == "cpu"
+        if device.type == "cuda":  # the next batch is copied while this one computes
+            batches = CudaPrefetcher(batches, device)
         model.train(train)
         if mode not in ("train", "eval"):  # a mode of its own: the model's criterion and metric of that mode
             inner = unwrap(model)
@@ -346,8 +349,6 @@ class Engine(SeedEngineAPI):
         self.hook(f"{mode}_on_start_epoch")
         values: dict[str, list[Any]] = defaultdict(list)
         sizes: list[int] = []
-        pin = self.device.type == "cuda"
-        on_cpu = self.device.type == "cpu"
         bar = self.progress(batches, mode, epoch) if self.progress else None
         nan_skipped = 0
         # The hot path: per batch, only what the loop needs.  The hook lists are the live lists of
@@ -367,8 +368,13 @@ class Engine(SeedEngineAPI):
             backward, step = torch.Tensor.backward, optimizer.step if train else None
         else:
             backward, step = precision.backward, functools.partial(precision.step, optimizer)
-        nan_check = self.nan_check
-        nan_check_on_host = nan_check and on_cpu and not self.dist.enabled  # see _finite
+        nan_check = self.nan_check and train
+        # The non-finite-loss rule: on the host (CPU: the loss is in host memory) or on the device
+        # (a flag per batch, read at the epoch end: no host sync in the batch).
+        skip = (DeviceSkip(optimizer, precision, step, self.dist.enabled, self._warn_host_rule)
+                if nan_check and self._nan_on_device else None)
+        flags: list[torch.Tensor] = []
+        nan_check_on_host = nan_check and skip is None and on_cpu and not self.dist.enabled  # see _finite
         isfinite = math.isfinite
         log_batches = self.log_batches
         batch_keys = [f"{prefix}{k}" for k in ("epoch", "batch", "timer.process", "timer.load")]
@@ -378,16 +384,20 @@ class Engine(SeedEngineAPI):
         console = ConsoleLine(mode, epoch, self.nb_epochs, st.nb_batches, t_end) if print_freq and self.is_rank0 else None
         echo = bar is None or bool(getattr(bar, "disable", False))
         timed = log_batches or console is not None  # otherwise no clock is read per batch
-        with torch.set_grad_enabled(train):
+        move = not on_cpu and device.type != "cuda"  # other devices: copied in the loop
+        guard = self.sync_guard
+        with torch.set_grad_enabled(train), (guard.watching() if guard is not None else contextlib.nullcontext()):
             for i, batch in enumerate(bar if bar is not None else batches):
                 if timed:
                     load = clock() - t_end  # waiting for the loader (the seed's timer.load)
                     waited += load
                 if self._stop_now is not None:
                     raise StopRun(self._stop_now)
+                if guard is not None:
+                    guard.arm(f"{mode} epoch {epoch} batch {i}", mode)
                 st.batch = i
-                if not on_cpu:
-                    batch = to_device(batch, self.device, non_blocking=pin)
+                if move:
+                    batch = to_device(batch, device)
                 for fn in hs_start:
                     fn()
                 if train:
@@ -402,7 +412,16 @@ class Engine(SeedEngineAPI):
                     fn()
                 if train:
                     loss = out["loss"]
-                    if nan_check and not (isfinite(loss.item()) if nan_check_on_host else self._finite(loss)):
+                    if skip is not None:  # decided on the device: backward always, the step masked
+                        bad = skip.flag(loss)
+                        flags.append(bad)
+                        skip.backward(loss, bad)
+                        for fn in hs_backward:
+                            fn()
+                        skip.step(bad)
+                        for fn in hs_update:
+                            fn()
+                    elif nan_check and not (isfinite(loss.item()) if nan_check_on_host else self._finite(loss)):
                         nan_skipped += 1
                         self.logger.warning(f"non-finite loss ({loss.item()}) at epoch {epoch} batch {i}: optimizer step skipped")
                     else:
@@ -433,19 +452,27 @@ class Engine(SeedEngineAPI):
                     slot[0].append(v)
                     log_value(slot[1], v)
                 sizes.append(st.batch_size)
-                if print_freq and i % print_freq == 0:
+                if print_freq and i % print_freq == 0:  # a print line reads values: syncs allowed
+                    if guard is not None:
+                        guard.disarm()
                     if bar is not None and "loss" in out:
                         bar.set_postfix(loss=f"{float(out['loss'].detach()):.4f}", refresh=False)
                     if console is not None:
                         self._print_line(console.line(i, out, sizes, waited), echo)
                     for fn in hs_print:
                         fn()
+                    if guard is not None:
+                        guard.arm(f"{mode} epoch {epoch} batch {i}")
                 for fn in hs_end:
                     fn()
+                if guard is not None:
+                    guard.disarm()
                 if timed:
                     t_end = clock()
         if bar is not None and hasattr(bar, "close"):
             bar.close()
+        if flags:  # the device's decisions: one read for the epoch
+            nan_skipped = self._report_skipped(flags, values.get("loss"), epoch)
         means = self._epoch_means(values, sizes)
         self.logger.log_value(f"{mode}_epoch.epoch", epoch)
         for k, v in means.items():
@@ -466,6 +493,25 @@ class Engine(SeedEngineAPI):
             self.logger.flush()
         self.hook(f"{mode}_on_flush")
         return means
+
+    def _warn_host_rule(self, reason: str) -> None:
+        """Once per run: the device rule reads the flag on the host at every step, and why."""
+        if getattr(self, "_host_rule_warned", False):
+            return
+        self._host_rule_warned = True
+        self.logger.warning(f"engine.nan_check: {reason}, so each step reads the loss's finiteness on the host "
+                            f"(a device sync per batch); a fused optimizer (--optimizer.fused true) or one with its "
+                            f"state on {self.device} decides on the device, or --engine.nan_check false")
+
+    def _report_skipped(self, flags: list[torch.Tensor], losses: list[Any] | None, epoch: int) -> int:
+        """Warn about each batch whose step the device skipped; return how many (one host read)."""
+        skipped = torch.stack(flags).nonzero().flatten().tolist()
+        if losses is not None and len(losses) != len(flags):
+            losses = None
+        for i in skipped:
+            shown = f" ({float(losses[i])})" if losses is not None else ""
+            self.logger.warning(f"non-finite loss{shown} at epoch {epoch} batch {i}: optimizer step skipped")
+        return len(skipped)
 
     def _print_line(self, line: str, echo: bool) -> None:
         """A progress line to logs.txt, and to the screen unless a progress bar shows it there."""

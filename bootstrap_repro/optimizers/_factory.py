@@ -104,6 +104,20 @@ def _scheduler(sopt: Any, optimizer: torch.optim.Optimizer, options: Options) ->
     return plugins.build(cls, key, f"lr_scheduler '{name}'", optimizer, **kwargs)
 
 
+def _fuse_by_default(cls: type, kwargs: Mapping[str, Any], params: list[torch.Tensor]) -> bool:
+    """On CUDA, Adam/AdamW/SGD run fused unless the options choose (``fused``/``foreach``).
+
+    The fused kernels take the engine's device-side skip flag as ``found_inf`` and keep their
+    step counts on the device, so a step reads nothing back to the host (docs/gpu.md); the
+    non-fused Adam keeps its step count on the CPU and reads it every step.
+    """
+    if cls not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
+        return False
+    if "fused" in kwargs or "foreach" in kwargs or kwargs.get("differentiable"):
+        return False
+    return all(p.is_cuda and p.is_floating_point() for p in params)
+
+
 def factory(model: nn.Module, engine: Any = None) -> Any:
     """Build the optimizer of ``model``'s trainable parameters; ``None`` without an ``optimizer`` section.
 
@@ -129,6 +143,8 @@ def factory(model: nn.Module, engine: Any = None) -> Any:
         raise OptionsError(
             "optimizer: the model has no trainable parameters; remove the optimizer section for an eval-only run"
         )
+    if _fuse_by_default(cls, kwargs, params):
+        kwargs["fused"] = True
     optimizer = plugins.build(cls, "optimizer", f"optimizer '{name}'", params, **kwargs)
     grad_clip = oopt.get("grad_clip")
     bad_number = not isinstance(grad_clip, (int, float)) or isinstance(grad_clip, bool) or grad_clip < 0
