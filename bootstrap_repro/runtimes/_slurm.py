@@ -119,7 +119,7 @@ def _run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str
 
 
 def check_cluster(settings: dict[str, Any]) -> None:
-    """Slurm's commands are there and the partition exists (asks ``sinfo``)."""
+    """Slurm's commands are there, the partition exists (asks ``sinfo``) and the account (asks ``sacctmgr``)."""
     missing = [c for c in ("sbatch", "sinfo", "squeue", "scancel") if shutil.which(c) is None]
     if missing:
         raise SlurmUnavailableError(
@@ -137,6 +137,13 @@ def check_cluster(settings: dict[str, Any]) -> None:
     if part and part not in partitions:
         raise OptionsError(f"runtime.slurm.partition: unknown partition {part!r}; sinfo lists "
                            f"{', '.join(partitions) or 'none'}")
+    account = settings.get("account")
+    if account and shutil.which("sacctmgr"):  # without accounting (no slurmdbd) sbatch is the judge
+        accounts = _run(["sacctmgr", "-n", "-P", "show", "account", "format=Account"])
+        known = sorted({ln.strip() for ln in accounts.stdout.splitlines() if ln.strip()})
+        if accounts.returncode == 0 and known and account not in known:
+            raise OptionsError(f"runtime.slurm.account: unknown account {account!r}; sacctmgr lists "
+                               f"{', '.join(known[:20])}{' ...' if len(known) > 20 else ''}")
 
 
 def _last(text: str, n: int) -> str:

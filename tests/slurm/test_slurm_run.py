@@ -219,6 +219,14 @@ def test_a_job_that_fails_on_the_node_names_the_job_and_its_last_log_lines(slurm
 
 
 # ----------------------------------------------------------------------------- errors before submitting
+def test_unknown_account(slurm, tmp_path):
+    """The test cluster has accounting (slurmdbd): its accounts are what sacctmgr lists (root)."""
+    r = cli("run", "-o", str(tiny(tmp_path, "exp", account="no_such_lab")))
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: runtime.slurm.account: unknown account 'no_such_lab'; sacctmgr lists ")
+    assert "root" in r.stderr and "submitted" not in r.stderr and not (tmp_path / "exp").exists()
+
+
 def test_unknown_partition(slurm, tmp_path):
     r = cli("run", "-o", str(tiny(tmp_path, "exp", partition="gpu-huge")))
     assert r.returncode == 2
