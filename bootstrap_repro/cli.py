@@ -41,12 +41,12 @@ class _Parser(argparse.ArgumentParser):
 @functools.lru_cache(maxsize=1)
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="bootstrap-repro",
+        prog="bootstrap-repro", allow_abbrev=False,
         description="Reproducible deep-learning experiments (the bootstrap.pytorch framework).",
     )
     p.add_argument("--version", action="version", version=f"bootstrap-repro {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    r = sub.add_parser("run", add_help=False, usage=RUN_USAGE,
+    r = sub.add_parser("run", add_help=False, usage=RUN_USAGE, allow_abbrev=False,
                        help="run (or resume) an experiment from an options file")
     r.add_argument("-o", "--options", "--path_opts", dest="path_opts")  # --path_opts: the seed's spelling
     r.add_argument("-h", "--help", action="store_true")
@@ -125,7 +125,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     A Ctrl-C while the command starts (imports, options, building) or ends ends it with one
     ``interrupted`` line and exit code 130, not a traceback; :func:`~bootstrap_repro.run.run`
     marks an experiment it had begun INTERRUPTED (resumable), and one not begun is never created.
+    With ``argv`` None (the console script, ``python -m bootstrap_repro``) the process ends after
+    this returns: :func:`prepare_exit` makes the interpreter's shutdown cheap.
     """
+    try:
+        return _main_guarded(argv)
+    finally:
+        if argv is None:
+            prepare_exit()
+
+
+def prepare_exit() -> None:
+    """Called when the process is about to end: keep the interpreter's shutdown from collecting garbage.
+
+    Python's shutdown runs several full garbage collections over every object alive, and with
+    torch loaded (plus its ``torch._dynamo`` and sympy) that is about 1 s: a quarter of a 4 s run
+    (``benchmarks/cli_overhead.py``).  :func:`gc.freeze` takes the objects alive now out of the
+    collector's reach, so those collections have nothing to walk.  Everything else happens as
+    always: non-daemon threads are joined, atexit handlers run (the views' last page), modules
+    are torn down and their files flushed and closed; only reference cycles still alive at exit
+    are not collected, which Python never promised to finalise.  Nothing the platform writes
+    waits for the shutdown: every file is complete and closed before the command returns.
+    """
+    import gc
+
+    gc.freeze()
+
+
+def _main_guarded(argv: Sequence[str] | None) -> int:
     seen: list[int] = []
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -223,10 +250,11 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(done)
         return 0
     from bootstrap_repro.record import NO_CACHE_ENV
-    from bootstrap_repro.runtimes import launch_distributed, wants_distributed
 
     use_cache = not args.no_cache and os.environ.get(NO_CACHE_ENV, "").lower() not in ("1", "true", "yes")
-    from bootstrap_repro.runtimes import launch_docker, wants_docker
+    if _plain_local(opt):  # this process trains: the runtimes (Docker, Slurm, torchrun) are not even imported
+        return _run_here(opt, use_cache)
+    from bootstrap_repro.runtimes import launch_distributed, launch_docker, wants_distributed, wants_docker
 
     if wants_docker(opt):  # the same command, in a container (the record and cache work inside it)
         return launch_docker(opt, args.path_opts, overrides, cache=use_cache)
@@ -248,6 +276,18 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
             return 0
         with _environ(NO_CACHE_ENV, None if use_cache else "1"):  # torchrun's ranks inherit it
             return launch_distributed(opt, ["-o", args.path_opts, *overrides])
+    return _run_here(opt, use_cache)
+
+
+def _plain_local(opt: Any) -> bool:
+    """Whether ``runtime`` certainly asks for this very process (no container, job or torchrun): the
+    default ``runtime.name: local`` with one process on one node.  False only means "ask the runtimes"."""
+    return (opt.get("runtime.name", "local") == "local" and opt.get("runtime.nproc_per_node", 1) in (None, 1)
+            and opt.get("runtime.nnodes", 1) in (None, 1))
+
+
+def _run_here(opt: Any, use_cache: bool) -> int:
+    """Run the experiment in this process; the exit code."""
     from bootstrap_repro.run import run
 
     result = run(opt, cache=use_cache)
@@ -262,8 +302,10 @@ def _cmd_run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"error: run failed ({type(result.error).__name__}: {result.error}); see {result.exp_dir / 'logs.txt'}",
               file=sys.stderr)
     elif result.status == "INTERRUPTED":
-        print(f"interrupted; resume with: bootstrap-repro run -o {result.exp_dir / 'options.yaml'} --exp.resume last",
-              file=sys.stderr)
+        from bootstrap_repro.record._env import requeue_note
+
+        print(requeue_note() or f"interrupted; resume with: bootstrap-repro run -o {result.exp_dir / 'options.yaml'} "
+              f"--exp.resume last", file=sys.stderr)
     return result.exit_code
 
 
@@ -438,17 +480,11 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace, overrides: list[str]) -> int:
     from bootstrap_repro.sweep import Sweep, load_sweep
 
-    def count(flag: str, value: str | None) -> int | None:
-        if value is None:
-            return None
-        if not re.fullmatch(r"[0-9]{1,18}", value.strip()):  # (str.isdigit() also takes '²', which int() refuses)
-            raise OptionsError(f"{flag}: expected a positive int, got {value!r}")
-        return int(value)
-
     from bootstrap_repro.sweep._slurm import run_on_slurm, wants_slurm_sweep
+    from bootstrap_repro.sweep._spec import parse_count
 
-    spec = load_sweep(args.sweep_file, overrides, n_trials=count("--n-trials", args.n_trials),
-                      jobs=count("--jobs", args.jobs), storage=args.storage)
+    spec = load_sweep(args.sweep_file, overrides, n_trials=parse_count("--n-trials", args.n_trials),
+                      jobs=parse_count("--jobs", args.jobs), storage=args.storage)
     if wants_slurm_sweep(spec):  # runtime.name slurm: the workers as a job array; --detach returns at once
         return run_on_slurm(spec, overrides, storage=args.storage, detach=args.detach)
     if args.detach:

@@ -318,14 +318,22 @@ class Logger(Activatable):
     def flush(self) -> None:
         """Make the values logged since the last flush durable, in time and bytes proportional to them.
 
-        They are appended (one line, fsynced) to ``<name>.json.journal``; ``<name>.json`` itself is
-        rewritten whole (atomically) at the first flush, after values were truncated or edited in
-        place, and on a background thread each time the journal has grown past the json file's
-        size (so the total work stays proportional to the values logged), and at :meth:`close`.
+        They are appended (one line) to ``<name>.json.journal``: every reader sees them from then
+        on, and they survive the process being killed.  The line's ``fdatasync`` (for a power loss)
+        runs on a background thread, off the training loop: :meth:`sync` waits for it, and a
+        checkpoint waits for it before it commits (a checkpoint never counts values the disk may
+        lose).  ``<name>.json`` itself is rewritten whole (atomically) at the first flush, after
+        values were truncated or edited in place, and on a background thread each time the journal
+        has grown past the json file's size (so the total work stays proportional to the values
+        logged), and at :meth:`close`.
         """
         self.materialize()
         if self.json_path is not None:
             self._journal.flush()
+
+    def sync(self) -> None:
+        """Block until the values flushed so far are on disk (their journal line fdatasync'd); raise its error."""
+        self._journal.sync()
 
     def compact(self) -> None:
         """Write ``<name>.json`` whole now and restart its journal (waits for a background one)."""
@@ -399,6 +407,12 @@ class _JournalWriter:
         self.keys: dict[Any, bytes] = {}
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        #: The fdatasync of flushed lines, on a lingering daemon thread: requests made, requests done.
+        self.sync_cond = threading.Condition(threading.Lock())
+        self.sync_wanted = 0
+        self.sync_done = 0
+        self.sync_thread: threading.Thread | None = None
+        self.sync_error: BaseException | None = None
 
     @property
     def path(self) -> Path:
@@ -414,7 +428,7 @@ class _JournalWriter:
         self.wait()
         with self.lock:
             if write and self.fd is not None and self.lines > 1:
-                self._compact()
+                self._finish()
             if self.fd is not None:
                 os.close(self.fd)
                 self.fd = None
@@ -422,7 +436,33 @@ class _JournalWriter:
                     self.path.unlink(missing_ok=True)
             self.dirty = True
 
+    def _finish(self) -> None:
+        """At close: the json file whole, then the journal removed (under the lock, no thread running).
+
+        Cheaper than :meth:`_compact` (no mark line, no new journal): once the new json file is in
+        place the journal no longer applies to it (its header names the file it extended), so a crash
+        before the journal is removed leaves a journal every reader ignores, and one before the
+        rename leaves the old file and its journal, as they were.
+        """
+        assert self.fd is not None
+        tmp, fp = self._write_json(self._snapshot())
+        try:
+            os.replace(tmp, self.logger.json_path)  # type: ignore[arg-type]
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.path.parent)  # the new file is durable before the journal goes
+        os.close(self.fd)
+        self.fd = None
+        self.path.unlink(missing_ok=True)
+        self.lines, self.size, self.json_size = 0, 0, fp[0]
+
     def wait(self) -> None:
+        """Wait for the background work (the rewrite, the sync of the lines appended); raise its error."""
+        self._join()
+        self.sync()
+
+    def _join(self) -> None:
         """Wait for the background rewrite; raise its error."""
         thread = self.thread
         if thread is not None:
@@ -434,9 +474,12 @@ class _JournalWriter:
 
     # ----------------------------------------------------------------- flush
     def flush(self, full: bool = False) -> None:
+        if self.sync_error is not None:  # an earlier line could not be made durable: say so here
+            error, self.sync_error = self.sync_error, None
+            raise error
         values = self.logger.values
         if full or self.dirty or self.fd is None:
-            self.wait()
+            self._join()
             with self.lock:
                 self._rewrite()
             return
@@ -482,20 +525,67 @@ class _JournalWriter:
                     entry[1].append(t)
             for k, _, t in scalars:
                 chunks[k] = (False, [t])
-            self._append(line)
+            self._append(line, sync=False)
             grown = self.size > max(self.MIN_BYTES, self.json_size)
+        self._request_sync()
         if grown and (self.thread is None or not self.thread.is_alive()):
-            self.wait()
+            self._join()
             self.thread = threading.Thread(target=self._background, name="logs-json-rewrite", daemon=True)
             self.thread.start()
         return None
 
-    def _append(self, line: bytes) -> None:
+    def _append(self, line: bytes, sync: bool = True) -> None:
         assert self.fd is not None
         os.write(self.fd, line)
-        os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
+        if sync:
+            _datasync(self.fd)
         self.lines += 1
         self.size += len(line)
+
+    # ------------------------------------------------------------------ sync
+    def _request_sync(self) -> None:
+        """Have the lines appended so far fdatasync'd on the sync thread (started on the first request)."""
+        with self.sync_cond:
+            self.sync_wanted += 1
+            if self.sync_thread is None:
+                # A daemon that lingers between requests (no thread start per flush); close() waits for it.
+                self.sync_thread = threading.Thread(target=self._sync_loop, name="logs-journal-sync", daemon=True)
+                self.sync_thread.start()
+            else:
+                self.sync_cond.notify_all()
+
+    def _sync_loop(self) -> None:
+        cond = self.sync_cond
+        while True:
+            with cond:
+                while self.sync_done >= self.sync_wanted:
+                    if not cond.wait(30.0) and self.sync_done >= self.sync_wanted:
+                        self.sync_thread = None  # under the lock: a later request starts a new thread
+                        return
+                target = self.sync_wanted
+            try:
+                with self.lock:  # a duplicate of the fd: the journal may be replaced or closed meanwhile
+                    fd = os.dup(self.fd) if self.fd is not None else None
+                if fd is not None:
+                    try:
+                        _datasync(fd)
+                    finally:
+                        os.close(fd)
+            except BaseException as exc:  # noqa: BLE001 - raised on the training thread by sync() or flush()
+                self.sync_error = exc
+            with cond:
+                self.sync_done = max(self.sync_done, target)
+                cond.notify_all()
+
+    def sync(self) -> None:
+        """Wait until the lines appended before this call are fdatasync'd; raise the sync's error."""
+        with self.sync_cond:
+            target = self.sync_wanted
+            while self.sync_done < target and self.sync_thread is not None and self.sync_thread.is_alive():
+                self.sync_cond.wait(1.0)
+        if self.sync_error is not None:
+            error, self.sync_error = self.sync_error, None
+            raise error
 
     # --------------------------------------------------------------- rewrite
     def _snapshot(self) -> list[tuple[bytes, bool, list[bytes]]]:
@@ -612,6 +702,10 @@ class _JournalWriter:
                 raise
             self._new_journal(fp, tail, tail_lines)
             self.json_size = fp[0]
+
+
+def _datasync(fd: int) -> None:
+    os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
 
 
 def _fmt(v: Any) -> str:

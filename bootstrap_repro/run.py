@@ -34,7 +34,7 @@ from bootstrap_repro.errors import (CheckpointError, ExperimentExistsError, Hook
 from bootstrap_repro.fileio import atomic_write_text, group_pending, recover_groups
 from bootstrap_repro.logger import Logger
 from bootstrap_repro.options import Options, check_resume_options
-from bootstrap_repro.record._env import scheduler_facts
+from bootstrap_repro.record._env import requeue_note, scheduler_facts
 from bootstrap_repro.record import (
     LOCK_NAME,
     REPRO_DIR,
@@ -507,16 +507,19 @@ def validate(options: Options) -> None:
             verify_resume(engine, exp_dir, resume, eval_only)
 
 
-def verify_resume(engine: Any, exp_dir: Path, resume: str, eval_only: bool) -> None:
+def verify_resume(engine: Any, exp_dir: Path, resume: str, eval_only: bool) -> Any:
     """Check, reading only, that checkpoint ``resume`` of ``exp_dir`` (ours or bootstrap.pytorch's) can be used.
 
     An unreadable file, another network or optimizer, or a damaged ``logs.json`` (a training
     resume continues it) is one error line, raised before the dir is touched (no record, no lock).
+    Returns the :class:`~bootstrap_repro.engines.Checkpointer` that read it: its ``load`` uses what
+    was read (the files are read once), unless they changed meanwhile.
     """
     from bootstrap_repro.engines import Checkpointer
     from bootstrap_repro.logger import read_logs
 
-    Checkpointer(exp_dir).verify(engine, resume, train=not eval_only)
+    checkpointer = Checkpointer(exp_dir)
+    checkpointer.verify(engine, resume, train=not eval_only)
     logs = exp_dir / "logs.json"
     if not eval_only and logs.is_file():
         try:
@@ -525,6 +528,7 @@ def verify_resume(engine: Any, exp_dir: Path, resume: str, eval_only: bool) -> N
             reason = " ".join(str(exc).split())[:120] or type(exc).__name__
             raise CheckpointError(f"{logs}: cannot be read ({reason}); a resumed run continues it: restore it, "
                                   f"or train in a new --exp.dir") from None
+    return checkpointer
 
 
 def engine_facts(engine: Any) -> dict[str, Any]:
@@ -580,8 +584,9 @@ def run(
             engine = _build(options, logger, eval_only)
             if not writer:
                 return _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals, False)
-            if resume is not None:
-                verify_resume(engine, exp_dir, resume, eval_only)  # before anything is written into the dir
+            verified = None
+            if resume is not None:  # before anything is written into the dir
+                verified = verify_resume(engine, exp_dir, resume, eval_only)
             _make_dir(exp_dir)
             with exp_dir_lock(exp_dir):
                 if resume == "last" and not eval_only and _start_over(exp_dir, logger):
@@ -590,11 +595,8 @@ def run(
                     _check_still_empty(exp_dir, resume)
                 assert snap is not None and recorder is not None
                 rec = RunRecord.begin(exp_dir, snap, resume=resume, mode="eval" if eval_only else "train",
-                                      overrides=check_resume_options(options, exp_dir) if resume else None)
-                rec.data.setdefault("runtime", {})["engine"] = engine_facts(engine)
-                if sched is not None:  # a Slurm job: where and as which job (the latest one after a requeue)
-                    rec.data["scheduler"] = sched
-                rec.save()
+                                      overrides=check_resume_options(options, exp_dir) if resume else None,
+                                      engine=engine_facts(engine), scheduler=sched)
                 done: list[bool] = []
 
                 def record_inputs() -> None:  # once; under DDP before the ranks part (see _run_locked)
@@ -604,7 +606,7 @@ def run(
 
                 try:
                     result = _run_locked(engine, options, logger, exp_dir, resume, eval_only, setup, handle_signals,
-                                         True, rec, record_inputs)
+                                         True, rec, record_inputs, verified)
                 except HookRegistrationError:
                     if resume is None:  # a new run that never started: leave no half-written dir behind
                         shutil.rmtree(exp_dir, ignore_errors=True)
@@ -648,6 +650,7 @@ def _run_locked(
     engine: Any, options: Options, logger: Logger, exp_dir: Path, resume: str | None,
     eval_only: bool, setup: Callable[[Any], None] | None, handle_signals: bool, writer: bool,
     rec: RunRecord | None = None, before_teardown: Callable[[], None] | None = None,
+    checkpointer: Any = None,
 ) -> RunResult:
     from bootstrap_repro import views
     from bootstrap_repro.engines import Checkpointer, StopRun, checkpoint_names
@@ -664,7 +667,8 @@ def _run_locked(
         import torch.distributed as dist
 
         dist.barrier()  # rank 0 has recovered the checkpoints before anyone reads them
-    checkpointer = Checkpointer(exp_dir)
+    if checkpointer is None:
+        checkpointer = Checkpointer(exp_dir)
     if resume == "last" and not writer and not eval_only and not checkpoint_names(exp_dir):
         resume = None  # rank 0 started the run over (see _start_over)
     if not eval_only and writer:
@@ -703,7 +707,8 @@ def _run_locked(
             logger(f"Stopped early: {engine.state.stop_reason}")
     except (StopRun, KeyboardInterrupt) as exc:
         status, error = "INTERRUPTED", exc
-        logger.warning(f"Interrupted ({exc or 'KeyboardInterrupt'}); resume with --exp.resume last")
+        logger.warning(f"Interrupted ({exc or 'KeyboardInterrupt'}); "
+                       f"{requeue_note() or 'resume with --exp.resume last'}")
     except ReproError as exc:
         status, error = "FAILED", exc
         logger.error(str(exc))
@@ -743,6 +748,9 @@ def _run_locked(
 
 
 if __name__ == "__main__":  # `python -m bootstrap_repro.run -o FILE ...` is `bootstrap-repro run -o FILE ...`
-    from bootstrap_repro.cli import main as _cli_main
+    from bootstrap_repro.cli import main as _cli_main, prepare_exit
 
-    sys.exit(_cli_main(["run", *sys.argv[1:]]))
+    try:
+        sys.exit(_cli_main(["run", *sys.argv[1:]]))
+    finally:
+        prepare_exit()

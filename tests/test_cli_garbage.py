@@ -193,3 +193,14 @@ def test_ctrl_c_while_the_command_starts(tmp_path, tiny_file):
             r = cli("run", "-o", opts, "--no-cache", "--exp.resume", "last", cwd=tmp_path)
             assert r.returncode == 0, (delay, r.stderr)
     assert "interrupted" in seen  # at least one landed before training (the usual case: torch takes a while)
+
+
+@pytest.mark.parametrize("flag", ["--=x", "--=", "--no-c"])
+def test_no_abbreviations_and_no_nameless_options(capsys, tmp_path, flag):
+    """argparse's prefix matching is off: ``--=x`` reaches the options parser, ``--no-c`` is not ``--no-cache``."""
+    f = tmp_path / "o.yaml"
+    f.write_text(f"exp: {{dir: {tmp_path / 'e'}}}\n")
+    assert main(["run", "-o", str(f), flag]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {flag.split('=')[0]}"), err
+    assert "ambiguous" not in err and not (tmp_path / "e").exists()

@@ -11,10 +11,12 @@ state and plain optimizer state are mapped to ours (:mod:`bootstrap_repro.engine
 
 from __future__ import annotations
 
+import atexit
 import copy
 import random
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,7 +91,12 @@ def snapshot(obj: Any) -> Any:
         return [snapshot(v) for v in obj]
     if isinstance(obj, tuple):
         return tuple(snapshot(v) for v in obj)
+    if obj is None or type(obj) in _IMMUTABLE:  # nothing to copy (most of an optimizer's param_groups)
+        return obj
     return copy.deepcopy(obj)
+
+
+_IMMUTABLE = frozenset({bool, int, float, complex, str, bytes})
 
 
 class Checkpointer:
@@ -102,14 +109,27 @@ class Checkpointer:
     directory fsync of a commit is deferred to the next one (or to :meth:`wait`,
     which the end of training calls): a committed save rolls forward after a
     crash or a power loss (:func:`~bootstrap_repro.fileio.commit_group`).
+
+    The background thread lingers between saves (:attr:`linger` seconds), so a save hands its
+    commit over without starting a thread and waiting for it to be scheduled (milliseconds on a
+    busy machine); a commit in flight when the interpreter exits is finished first (atexit).
     """
+
+    #: Seconds the commit thread waits for the next save before it ends.
+    linger: float = 30.0
 
     def __init__(self, exp_dir: str | Path, *, background: bool = True) -> None:
         self.dir = Path(exp_dir)
         self.background = background
-        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition(threading.Lock())
+        self._job: Any = None  # the commit handed over, not taken yet
+        self._busy = False  # a commit being written
+        self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
         self._unsettled = False  # a commit of ours whose deferred directory fsync is still to do
+        #: ``(name, part) -> (stat of the file, object)`` read by :meth:`verify`, used once by :meth:`load`
+        #: while the file is unchanged: a resume reads each checkpoint file once.
+        self._verified: dict[tuple[str, str], tuple[tuple[int, ...], Any]] = {}
 
     def path(self, name: str, part: str) -> Path:
         return self.dir / f"ckpt_{name}_{part}.pth.tar"
@@ -146,19 +166,54 @@ class Checkpointer:
         first, *others = names
         writers = {self.path(first, part).name: writer(obj) for part, obj in objs.items()}
         links = {self.path(n, part).name: self.path(first, part).name for n in others for part in objs}
+        # The logger's flushed values are fdatasync'd off the training thread: the ones this checkpoint counts
+        # (logs_lengths) are on disk before it commits, so a power loss never leaves a checkpoint ahead of its logs.
+        logs_synced = getattr(engine.logger, "sync", None)
         self._unsettled = True
         if not self.background:
+            if logs_synced is not None:
+                logs_synced()
             commit_group(self.dir, "ckpt", writers, links)
             return
 
         def job() -> None:
+            if logs_synced is not None:
+                logs_synced()
+            commit_group(self.dir, "ckpt", writers, links)
+
+        with self._cond:
+            self._job = job
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._drain, name="bootstrap-repro-checkpoint", daemon=True)
+                _LIVE.add(self)
+                self._worker.start()
+            else:
+                self._cond.notify_all()
+
+    def _drain(self) -> None:
+        """The commit thread: runs the commits handed over, one at a time; ends after :attr:`linger` idle seconds."""
+        cond = self._cond
+        while True:
+            with cond:
+                while self._job is None:
+                    if not cond.wait(self.linger) and self._job is None:
+                        self._worker = None  # under the lock: the next save starts a new thread
+                        return
+                job, self._job, self._busy = self._job, None, True
             try:
-                commit_group(self.dir, "ckpt", writers, links)
+                job()
             except BaseException as exc:  # noqa: BLE001 - re-raised on the training thread by wait()
                 self._error = exc
+            finally:
+                with cond:
+                    self._busy = False
+                    cond.notify_all()
 
-        self._thread = threading.Thread(target=job, name="bootstrap-repro-checkpoint", daemon=False)
-        self._thread.start()
+    def _join(self) -> None:
+        """Block until no commit is handed over or being written."""
+        with self._cond:
+            while (self._job is not None or self._busy) and self._worker is not None and self._worker.is_alive():
+                self._cond.wait(1.0)
 
     def wait(self, *, durable: bool = True) -> None:
         """Block until the last save is committed; re-raise its error.
@@ -167,9 +222,7 @@ class Checkpointer:
         its marker; without it the save is committed (it survives a crash or a power loss,
         rolled forward) but the experiment dir keeps ``ckpt.<token>.commit`` until then.
         """
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._join()
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -196,12 +249,14 @@ class Checkpointer:
         device = engine.device if map_location is None else map_location
         model = engine.model if model is None else model
         optimizer = engine.optimizer if optimizer is None else optimizer
-        state = self._engine_state(name)
+        verified, self._verified = self._verified, {}
+        state = self._engine_state(name, verified)
         target = unwrap(model)
-        model_state = self._model_state(name, target, device)
+        model_state = self._model_state(name, target, device, verified)
         optimizer_state = None
         if optimizer is not None and self.path(name, "optimizer").exists():
-            optimizer_state = optimizer_state_for(optimizer.state_dict(), self.read(name, "optimizer", device))
+            optimizer_state = optimizer_state_for(optimizer.state_dict(),
+                                                  self._read_once(name, "optimizer", device, verified))
         try:
             target.load_state_dict(model_state)
         except (RuntimeError, KeyError, ValueError) as exc:
@@ -250,8 +305,33 @@ class Checkpointer:
             raise CheckpointError(f"{path}: cannot be read as a checkpoint ({first}); it is damaged or not a "
                                   f"torch.save file: resume another checkpoint, or restore this one") from None
 
-    def _engine_state(self, name: str) -> dict[str, Any]:
-        state = self.read(name, "engine")
+    def _read_once(self, name: str, part: str, map_location: Any,
+                   verified: dict[tuple[str, str], tuple[tuple[int, ...], Any]] | None) -> Any:
+        """:meth:`read`, or the object :meth:`verify` read from the same, unchanged file.
+
+        Verified objects are on the CPU; ``load_state_dict`` moves them where the model and the
+        optimizer live, as ``map_location`` would have.
+        """
+        got = (verified or {}).get((name, part))
+        if got is not None and _stat_key(self.path(name, part)) == got[0]:
+            return got[1]
+        return self.read(name, part, map_location)
+
+    def _read_verifying(self, name: str, part: str) -> Any:
+        """:meth:`read` (on the CPU) for :meth:`verify`, kept for :meth:`load` if the file stays as it is."""
+        path = self.path(name, part)
+        before = _stat_key(path)
+        obj = self.read(name, part)
+        if before is not None and _stat_key(path) == before:
+            self._verified[(name, part)] = (before, obj)
+        return obj
+
+    def _engine_state(self, name: str,
+                      verified: dict[tuple[str, str], tuple[tuple[int, ...], Any]] | None = None) -> dict[str, Any]:
+        return self._engine_dict(name, self._read_once(name, "engine", "cpu", verified))
+
+    def _engine_dict(self, name: str, state: Any) -> dict[str, Any]:
+        """The engine file's object, checked: a dict with an int epoch."""
         epoch = state.get("resume_epoch", state.get("epoch")) if isinstance(state, Mapping) else None
         if isinstance(epoch, bool) or not isinstance(epoch, int):
             raise CheckpointError(
@@ -261,9 +341,10 @@ class Checkpointer:
             )
         return dict(state)
 
-    def _model_state(self, name: str, target: Any, map_location: Any) -> Any:
+    def _model_state(self, name: str, target: Any, map_location: Any,
+                     verified: dict[tuple[str, str], tuple[tuple[int, ...], Any]] | None = None) -> Any:
         """The model file's state, the seed's nested layout mapped to the flat one when ``target`` is flat."""
-        state = self.read(name, "model", map_location)
+        state = self._read_once(name, "model", map_location, verified)
         if not isinstance(state, Mapping):
             raise CheckpointError(f"{self.path(name, 'model')}: not a model checkpoint (expected a state dict, "
                                   f"got {type(state).__name__}); resume another checkpoint")
@@ -283,20 +364,29 @@ class Checkpointer:
         Called before anything is written for a run that resumes, so that a checkpoint that cannot
         be used (unreadable, another network, another optimizer) is one error line and the dir is
         left as it was.  A commit in flight (recovered later, under the run's lock) is not checked.
+        What was read is kept for :meth:`load` of this checkpointer, which reads again only the
+        files that changed meanwhile.
         """
+        self._verified = {}
         if group_pending(self.dir, "ckpt") or not self.exists(name):
             return
-        self._engine_state(name)
+        self._engine_dict(name, self._read_verifying(name, "engine"))
         target = unwrap(engine.model)
         want = target.state_dict()
+        model_state = self._read_verifying(name, "model")
         if not is_seed_model_state(want):  # a model of its own layout: its load_state_dict decides
-            problem = _state_mismatch(want, self._model_state(name, target, "cpu"))
+            if not isinstance(model_state, Mapping):
+                raise CheckpointError(f"{self.path(name, 'model')}: not a model checkpoint (expected a state dict, "
+                                      f"got {type(model_state).__name__}); resume another checkpoint")
+            if is_seed_model_state(model_state):
+                model_state = model_state_from_seed(model_state)
+            problem = _state_mismatch(want, model_state)
             if problem:
                 raise self._mismatch(name, "model", problem)
         optimizer = engine.optimizer
         if train and optimizer is not None and self.path(name, "optimizer").exists():
             want_opt = optimizer.state_dict()
-            problem = _groups_mismatch(want_opt, optimizer_state_for(want_opt, self.read(name, "optimizer")))
+            problem = _groups_mismatch(want_opt, optimizer_state_for(want_opt, self._read_verifying(name, "optimizer")))
             if problem:
                 raise self._mismatch(name, "optimizer", problem)
 
@@ -344,6 +434,27 @@ def _groups_mismatch(want: Mapping[str, Any], got: Any) -> str | None:
             n = len(b.get("params", ())) if isinstance(b, Mapping) else "?"
             return f"parameter group {i} has {n} parameters in the file, {len(a.get('params', ()))} in the optimizer"
     return None
+
+
+#: Checkpointers whose commit thread is alive: a commit in flight is finished before the interpreter exits.
+_LIVE: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+
+
+def _finish_commits() -> None:
+    for checkpointer in list(_LIVE):
+        checkpointer._join()
+
+
+atexit.register(_finish_commits)
+
+
+def _stat_key(path: Path) -> tuple[int, ...] | None:
+    """What changes when a file is replaced or written: device, inode, size, mtime, ctime (None: no file)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _numpy_scalars() -> list[Any]:

@@ -65,6 +65,7 @@ from bootstrap_repro.record._record import (
     REPRO_DIR,
     SCHEMA_VERSION,
     STATUSES,
+    STOP_AFTER_EPOCH_ENV,
     RunRecord,
     Snapshot,
     inputs_problem,
@@ -73,17 +74,6 @@ from bootstrap_repro.record._record import (
     read_record,
     record_path,
     take_snapshot,
-)
-from bootstrap_repro.record._rerun import (
-    STOP_AFTER_EPOCH_ENV,
-    InputsChangedError,
-    RerunResult,
-    Segment,
-    default_rerun_dir,
-    input_differences,
-    materialise_code,
-    rerun,
-    segments_of,
 )
 from bootstrap_repro.record._snapshot import (
     CODE_ROOT_ENV,
@@ -94,14 +84,25 @@ from bootstrap_repro.record._snapshot import (
     locate_module,
     snapshot_code,
 )
-from bootstrap_repro.record._verify import (
-    Comparison,
-    Divergence,
-    OutputComparison,
-    compare_logs,
-    compare_outputs,
-    environment_differences,
-)
+
+#: Names of the re-run and the comparison of outputs, imported when first used: a run that trains needs neither.
+_LAZY = {
+    **dict.fromkeys(("InputsChangedError", "RerunResult", "Segment", "default_rerun_dir", "input_differences",
+                     "materialise_code", "rerun", "segments_of"), "_rerun"),
+    **dict.fromkeys(("Comparison", "Divergence", "OutputComparison", "compare_logs", "compare_outputs",
+                     "environment_differences"), "_verify"),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     # record

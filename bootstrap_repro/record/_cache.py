@@ -77,7 +77,12 @@ def _skip(rel: Path) -> bool:
 
 
 def _copy_hashing(src: Path, dst: Path) -> tuple[int, str]:
-    """Copy ``src`` to ``dst`` (a new file), returning its size and sha256."""
+    """Copy ``src`` to ``dst`` (a new file), returning its size and sha256.
+
+    Not fsynced: an entry is only ever trusted after every file's size and sha256 were checked
+    (:meth:`ResultCache.reading`), so a copy cut short by a power loss is a damaged entry (reported,
+    ignored, replaced by the next run), never a wrong hit; a run does not wait for the disk here.
+    """
     h = hashlib.sha256()
     size = 0
     with open(src, "rb") as fi, open(dst, "xb") as fo:
@@ -85,8 +90,6 @@ def _copy_hashing(src: Path, dst: Path) -> tuple[int, str]:
             h.update(chunk)
             fo.write(chunk)
             size += len(chunk)
-        fo.flush()
-        os.fsync(fo.fileno())
     return size, h.hexdigest()
 
 
@@ -275,6 +278,8 @@ class ResultCache:
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=self.root))
             try:
                 files = self._copy_in(exp_dir, tmp / FILES)
+                # One line (the C encoder: the inputs hold thousands of entries), not fsynced (see _copy_hashing:
+                # a manifest cut short is unreadable, so the entry is damaged, never wrong).
                 atomic_write_json(tmp / MANIFEST, {
                     "format": FORMAT, "key": key, "base_key": base, "created": _now(),
                     "source": {"exp_dir": str(exp_dir.resolve()), "host": record.get("environment", {}).get("host"),
@@ -283,7 +288,7 @@ class ResultCache:
                     "record": record,
                     "inputs": inputs,
                     "files": files,
-                }, indent=1)
+                }, fsync=False)
                 os.rename(tmp, self.entry_path(key))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -575,10 +575,14 @@ def _under(path: str, prefixes: Iterable[str]) -> bool:
 
 
 class _Resolver:
-    """``os.path.realpath`` with each directory resolved once (thousands of module files share a few dirs)."""
+    """``os.path.realpath`` with each directory resolved once (thousands of module files share a few dirs).
+
+    The ``lstat`` of each file that is not a link is kept (:meth:`stat`): the fingerprint needs it next.
+    """
 
     def __init__(self) -> None:
         self._dirs: dict[str, str] = {}
+        self._stats: dict[str, os.stat_result] = {}
 
     def dir(self, d: str) -> str:
         real = self._dirs.get(d)
@@ -596,7 +600,19 @@ class _Resolver:
         path = os.path.abspath(path)
         head, tail = os.path.split(path)
         joined = os.path.join(self.dir(head), tail)
-        return os.path.realpath(joined) if os.path.islink(joined) else joined
+        try:
+            st = os.lstat(joined)
+        except (OSError, ValueError):
+            return joined
+        if stat.S_ISLNK(st.st_mode):
+            return os.path.realpath(joined)
+        self._stats[joined] = st
+        return joined
+
+    def stat(self, path: str) -> os.stat_result:
+        """``os.stat`` of a path this resolver returned (its ``lstat`` then, once), else asked now."""
+        st = self._stats.pop(path, None)
+        return st if st is not None else os.stat(path)
 
 
 def _module_files(resolve: _Resolver) -> dict[str, str]:
@@ -731,7 +747,7 @@ def _fingerprint(st: _State, cfg: _Config, cache: StatCache, git_root: Path | No
     cache.prefetch([*mod_paths, *data_paths])
     for p in mod_paths:
         try:
-            s = os.stat(p)
+            s = resolve.stat(p)
             if not stat.S_ISREG(s.st_mode):
                 continue
             digest = cache.hash(p, s, pending)

@@ -14,6 +14,7 @@ import re
 import sys
 
 import yaml
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ REPRO_DIR = "repro"
 RECORD_FILE = "record.json"
 #: ``repro/segments/<n>/``: the options and the inputs of the n-th training segment (a start, then each resume).
 SEGMENTS_DIR = "segments"
+#: Set on a replayed segment that stopped early (killed or interrupted): stop once this epoch is saved.
+STOP_AFTER_EPOCH_ENV = "BOOTSTRAP_REPRO_STOP_AFTER_EPOCH"
 STATUSES = ("RUNNING", "COMPLETED", "FAILED", "INTERRUPTED", "STOPPED")
 DEFAULT_MAX_UNTRACKED_MB = 50
 
@@ -349,6 +352,8 @@ class RunRecord:
         self.session = session
         #: The training segment this process records (None: an eval session or a cache hit).
         self.segment: dict[str, Any] | None = None
+        #: ``{file: manifest}`` of the inputs this process wrote (not read back from disk).
+        self._written_inputs: dict[str, dict[str, Any]] = {}
 
     @property
     def path(self) -> Path:
@@ -368,12 +373,16 @@ class RunRecord:
         mode: str = "train",
         cache_hit_of: dict[str, Any] | None = None,
         overrides: dict[str, Any] | None = None,
+        engine: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Write the record of a run that starts now (status RUNNING).
 
         A resumed run keeps the original record and appends an entry to
         ``resumes``; its code and packages are saved under ``repro/resume-<n>/``
-        only when they differ from the original's.
+        only when they differ from the original's.  ``engine`` (how the engine runs: device,
+        precision...) goes to ``runtime.engine``, ``scheduler`` (a Slurm job's facts) to
+        ``scheduler``: in the one write of ``record.json`` that starts the run.
         """
         repro = Path(exp_dir) / REPRO_DIR
         snapshot.refresh_torch()
@@ -385,7 +394,8 @@ class RunRecord:
             except RecordError:
                 data = None
             if data is not None:
-                return cls._resume(Path(exp_dir), data, snapshot, code, command, resume, mode, overrides or {})
+                return cls._resume(Path(exp_dir), data, snapshot, code, command, resume, mode, overrides or {},
+                                   engine, scheduler)
         repro.mkdir(parents=True, exist_ok=True)
         snapshot.write(repro)
         data = {
@@ -411,8 +421,15 @@ class RunRecord:
         rec = cls(Path(exp_dir), data)
         if mode == "train" and cache_hit_of is None:
             rec._add_segment(snapshot, REPRO_DIR, None, overrides or {})
+        rec._set_facts(engine, scheduler)
         rec.save()
         return rec
+
+    def _set_facts(self, engine: dict[str, Any] | None, scheduler: dict[str, Any] | None) -> None:
+        if engine is not None:
+            self.data.setdefault("runtime", {})["engine"] = engine
+        if scheduler is not None:  # a Slurm job: where and as which job (the latest one after a requeue)
+            self.data["scheduler"] = scheduler
 
     def _add_segment(self, snapshot: Snapshot, code_dir: str, resume: str | None, overrides: dict[str, Any]) -> None:
         """Start the record of a training segment: its code dir, options, checkpoint and explicit overrides."""
@@ -444,16 +461,23 @@ class RunRecord:
         directory = self.exp_dir / REPRO_DIR / SEGMENTS_DIR / str(self.segment["index"])
         directory.mkdir(parents=True, exist_ok=True)
         write_archive(directory / INPUTS_ARCHIVE, inputs, git_root, max_archive_mb)
-        atomic_write_json(directory / INPUTS_FILE, inputs.to_json())  # one line: thousands of entries
-        self.segment["inputs"] = {**inputs.summary(), "file": f"{SEGMENTS_DIR}/{self.segment['index']}/{INPUTS_FILE}"}
+        manifest = inputs.to_json()
+        atomic_write_json(directory / INPUTS_FILE, manifest)  # one line: thousands of entries
+        rel = f"{SEGMENTS_DIR}/{self.segment['index']}/{INPUTS_FILE}"
+        self.segment["inputs"] = {**inputs.summary(), "file": rel}
+        self._written_inputs = {rel: manifest}
 
     def inputs_manifest(self) -> dict[str, Any] | None:
-        """The inputs of every training segment, merged (None if one segment has none recorded)."""
-        return merged_inputs(self.exp_dir, self.data)
+        """The inputs of every training segment, merged (None if one segment has none recorded).
+
+        The segment this process recorded is taken from memory; earlier ones (before a resume) are read.
+        """
+        return merged_inputs(self.exp_dir, self.data, known=self._written_inputs)
 
     @classmethod
     def _resume(cls, exp_dir: Path, data: dict[str, Any], snapshot: Snapshot, code: dict[str, Any],
-                command: dict[str, Any], resume: str, mode: str, overrides: dict[str, Any]) -> RunRecord:
+                command: dict[str, Any], resume: str, mode: str, overrides: dict[str, Any],
+                engine: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None) -> RunRecord:
         resumes = data.setdefault("resumes", [])
         session: dict[str, Any] = {
             "mode": mode, "resumed_from": resume, "previous_status": data.get("status"),
@@ -476,6 +500,7 @@ class RunRecord:
         if mode == "train":
             rec._add_segment(snapshot, session["files"] or REPRO_DIR, resume, overrides)
             session["segment"] = rec.segment["index"] if rec.segment else None
+        rec._set_facts(engine, scheduler)
         rec.save()
         return rec
 
@@ -581,8 +606,12 @@ _INPUT_INTS = ("size", "mtime_ns", "ctime_ns", "ino", "hashed_ns", "count")
 _INPUT_STRS = ("sha256", "hmac", "entries", "kind", "module")
 
 
-def merged_inputs(exp_dir: Path, data: dict[str, Any]) -> dict[str, Any] | None:
-    """The inputs of all training segments of a record, later segments over earlier ones; None if any is missing."""
+def merged_inputs(exp_dir: Path, data: dict[str, Any],
+                  known: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The inputs of all training segments of a record, later segments over earlier ones; None if any is missing.
+
+    ``known``: ``{file: manifest}`` of segments already in memory (not read again).
+    """
     segments = data.get("segments") or []
     if not segments:
         return None
@@ -592,7 +621,7 @@ def merged_inputs(exp_dir: Path, data: dict[str, Any]) -> dict[str, Any] | None:
         info = seg.get("inputs")
         if not info or not info.get("file"):
             return None
-        one = read_inputs(exp_dir, info["file"])
+        one = (known or {}).get(info["file"]) or read_inputs(exp_dir, info["file"])
         for section in ("modules", "files", "dirs", "env", "secrets", "links", "resolution"):
             merged[section].update(one.get(section) or {})
         for section in ("absent", "unfingerprintable"):

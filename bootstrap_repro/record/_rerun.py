@@ -38,7 +38,7 @@ from bootstrap_repro.record._git import find_repo_root, git_command
 from bootstrap_repro.record._lock import LOCK_NAME, exp_dir_lock
 from bootstrap_repro.record._env import ENV_ALLOWLIST
 from bootstrap_repro.record._inputs import INPUTS_ARCHIVE, check_inputs, env_matches
-from bootstrap_repro.record._record import REPRO_DIR, read_inputs, read_record, record_path
+from bootstrap_repro.record._record import STOP_AFTER_EPOCH_ENV, REPRO_DIR, read_inputs, read_record, record_path
 from bootstrap_repro.record._snapshot import (
     CODE_ROOT_ENV,
     DIFF_FILE,
@@ -57,8 +57,6 @@ from bootstrap_repro.record._verify import (
 __all__ = ["RerunResult", "rerun", "default_rerun_dir", "materialise_code", "InputsChangedError", "Segment",
            "segments_of", "input_differences", "STOP_AFTER_EPOCH_ENV"]
 
-#: Set on a replayed segment that stopped early (killed or interrupted): stop once this epoch is saved.
-STOP_AFTER_EPOCH_ENV = "BOOTSTRAP_REPRO_STOP_AFTER_EPOCH"
 
 
 class InputsChangedError(RecordError):

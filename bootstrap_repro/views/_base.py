@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import atexit
+import functools
 import threading
 import time
 import warnings
@@ -88,6 +89,19 @@ def snapshot_logs(logs: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dic
             for n, vals in (logs or {}).items()}
 
 
+def _last_flush(engine: Any, mode: str) -> bool:
+    """Whether a ``mode`` flush of ``engine`` now is its run's last (its last epoch; train's only without eval)."""
+    state = getattr(engine, "state", None)
+    epoch, nb_epochs = getattr(state, "epoch", None), getattr(engine, "nb_epochs", None)
+    if not isinstance(epoch, int) or not isinstance(nb_epochs, int):
+        return False
+    last = epoch + 1 >= nb_epochs or getattr(state, "stop_reason", None) is not None
+    if mode == "train":
+        dataset = getattr(engine, "dataset", None)
+        return last and not (isinstance(dataset, Mapping) and "eval" in dataset)
+    return last
+
+
 def _wait_all() -> None:
     """At exit: write the last requested page of every view (their workers are daemons)."""
     for view in list(_LIVE):
@@ -121,7 +135,8 @@ class BaseView(abc.ABC):
     #: Rebuild on a background thread (the training thread only records each list's length).
     background: bool = True
     #: Seconds between two background rebuilds at least (also at least ``20x`` the last rebuild's
-    #: time, so a view never takes more than ~5 % of the interpreter); :meth:`wait` skips the delay.
+    #: time, so a view never takes more than ~5 % of the interpreter), and before the first one;
+    #: :meth:`wait` and the run's last flush (:meth:`hurry`) skip the delay.
     min_interval: float = 1.0
 
     def on_flush(self, engine: Any) -> None:
@@ -130,8 +145,9 @@ class BaseView(abc.ABC):
         The training thread hands over each list with its current length (a :class:`Prefix`,
         O(number of keys), no values copied); the page is built on a background thread (one
         at a time, at most every :attr:`min_interval` seconds; a newer request replaces a
-        waiting one), so training does not wait for it.  A failed write (disk full,
-        permissions) warns and lets the training go on.
+        waiting one), so training does not wait for it.  The first page is built
+        :attr:`min_interval` after the first flush (a run shorter than that builds one page, at
+        its end).  A failed write (disk full, permissions) warns and lets the training go on.
         """
         logs = snapshot_logs(engine_logs(engine))
         if not self.background:
@@ -139,6 +155,8 @@ class BaseView(abc.ABC):
             return
         with self._cond():
             self._pending = logs
+            if not self._next:
+                self._next = time.monotonic() + self.min_interval
             if self._worker is None:
                 # A daemon that lingers between requests (no thread start per flush); the last
                 # request is still written at exit (see _wait_all) and at the end of a run.
@@ -157,6 +175,7 @@ class BaseView(abc.ABC):
     _worker: threading.Thread | None = None
     _pending: Any = None
     _urgent: bool = False
+    _hurry: bool = False
     _building: bool = False
     _next: float = 0.0
     #: Seconds an idle worker waits for the next request before it ends.
@@ -175,10 +194,10 @@ class BaseView(abc.ABC):
                             return
                         continue
                     delay = self._next - time.monotonic()
-                    if self._urgent or delay <= 0:
+                    if self._urgent or self._hurry or delay <= 0:
                         break
                     cond.wait(delay)
-                logs, self._pending, self._building = self._pending, None, True
+                logs, self._pending, self._building, self._hurry = self._pending, None, True, False
             t0 = time.monotonic()
             self._build_safely(logs)
             t1 = time.monotonic()
@@ -208,10 +227,25 @@ class BaseView(abc.ABC):
             finally:
                 self._urgent = False
 
+    def hurry(self) -> None:
+        """Build the waiting request now, not :attr:`min_interval` after the last page (the run's last flush:
+        its page is then built while the last checkpoint is written, not after it)."""
+        cond = self._cond()
+        with cond:
+            if self._pending is not None:
+                self._hurry = True
+                cond.notify_all()
+
+    def _flushed(self, mode: str, engine: Any) -> None:
+        """The flush hook of ``mode`` (train, eval): :meth:`on_flush`, hurried when it is the run's last."""
+        self.on_flush(engine)
+        if _last_flush(engine, mode):
+            self.hurry()
+
     def register(self, engine: Any) -> None:
         """Register :meth:`on_flush` on ``engine`` for each of :data:`FLUSH_HOOKS`; wait at the end of a run."""
         for hook in FLUSH_HOOKS:
-            engine.register_hook(hook, self.on_flush)
+            engine.register_hook(hook, functools.partial(self._flushed, hook.split("_", 1)[0]))
         for hook in END_HOOKS:
             engine.register_hook(hook, self.wait)
 
@@ -241,6 +275,10 @@ class MultiView(BaseView):
     def wait(self, engine: Any = None) -> None:
         for view in self.views:
             view.wait()
+
+    def hurry(self) -> None:
+        for view in self.views:
+            view.hurry()
 
     def __repr__(self) -> str:
         return f"MultiView({self.views!r})"
