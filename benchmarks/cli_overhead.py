@@ -5,8 +5,12 @@ and 64 eval batches per epoch; MLP 64-256-256-10, Adam; per-batch loss/top-1/top
 a checkpoint every epoch).  Each pair runs, in alternating order, two fresh processes:
 
 - ``bootstrap-repro run`` with its view (3 plotly curves) and record, checkpoints ``last`` +
-  ``best_*`` committed atomically every epoch, ``logs.json`` journal, its result stored in a
-  (fresh, empty: each run is a miss) result cache;
+  ``best_*`` committed atomically every epoch, ``logs.json`` journal, its result stored in an
+  empty result store (``results/`` of the cache dir is removed before each run: each run is a
+  miss that trains, records its inputs and publishes its result).  The rest of the cache dir
+  stays, as for anyone who has run once: the stat cache of the module files' hashes and the view's
+  ``plotly.min.js``.  ``--cold-caches`` gives each run a new cache dir instead (a first run ever:
+  every module file hashed, the asset copied);
 - ``raw``: a hand-written script doing the same training and evaluation (a ``DataLoader`` over a
   ``TensorDataset``, shuffled each epoch), writing the files it needs:
   ``torch.save`` of the model and optimizer each epoch (to a temporary name, then ``os.replace``; no
@@ -14,13 +18,16 @@ a checkpoint every epoch).  Each pair runs, in alternating order, two fresh proc
 
 Printed: the fit-time ratio (the CLI's fit, from two lines a hook plugin writes to its ``logs.txt`` at
 ``train_on_start`` and ``train_on_end``, over the raw script's own fit) and the whole-process wall
-ratio, medians over the pairs.  The CLI's fit includes waiting for its last checkpoint to be durable.
+ratio, medians over the pairs, and where each process spent its time: start-up (from the launch to
+the fit's start: imports, options, record, building), the fit, and the end (from the fit's end to
+the process's exit: record, cache, interpreter shutdown).  The CLI's fit includes waiting for its
+last checkpoint to be durable and its view's last page.
 
 Part 2, the view's cost: a 200-epoch run of tiny batches (64 items, batch 8, dim 8), the Engine
 in process, ``view: []`` vs a plotly view of 3 curves, alternating pairs, ratio of fit times.
 
     python benchmarks/cli_overhead.py                  # ~3 min on 2 cores
-    python benchmarks/cli_overhead.py --pairs 7 --view-pairs 5
+    python benchmarks/cli_overhead.py --pairs 9 --only 1
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ RAW = textwrap.dedent("""
         os.replace(tmp, os.path.join(exp, name))
 
     start = time.perf_counter()
+    print(f"fit_clock start {time.time():.6f}")
     best = float("inf")
     for epoch in range(EPOCHS):
         model.train()
@@ -111,6 +119,7 @@ RAW = textwrap.dedent("""
             json.dump(logs, f)
         os.replace(os.path.join(exp, "logs.json.tmp"), os.path.join(exp, "logs.json"))
     print(f"fit {time.perf_counter() - start:.6f}")
+    print(f"fit_clock end {time.time():.6f}")
 """) % (EPOCHS, ITEMS, DIM, CLASSES, BATCH)
 
 
@@ -132,60 +141,86 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_cli(tmp: Path, i: int) -> tuple[float, float]:
+#: One run: (fit s, whole process s, start-up s, end s).
+Timing = tuple[float, float, float, float]
+
+
+def _marks(lines: list[str]) -> dict[str, float]:
+    return {ln.split("fit_clock ")[1].split()[0]: float(ln.split()[-1]) for ln in lines if "fit_clock " in ln}
+
+
+def run_cli(tmp: Path, i: int, cold: bool = False) -> Timing:
+    import shutil
+
     import yaml
 
     exp = tmp / f"cli{i}"
     opt = tmp / f"cli{i}.yaml"
     opt.write_text(yaml.safe_dump(cli_options(exp)))
+    cache = tmp / (f"cache{i}" if cold else "cache")
+    # an empty result store: a miss (the run trains) that stores its result, as a first run of an
+    # experiment does (the same options in a shared store would be a hit after the first pair)
+    shutil.rmtree(cache / "results", ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "BOOTSTRAP_REPRO_HOOKS": "fit_clock", "OMP_NUM_THREADS": "1",
-           # a fresh, empty result cache per run: a miss (the run trains) that stores its result, as a
-           # first run does (the same options in a shared cache would be a hit after the first pair)
-           "BOOTSTRAP_REPRO_CACHE_DIR": str(tmp / f"cache{i}")}
-    t0 = time.perf_counter()
+           "BOOTSTRAP_REPRO_HOOKS": "fit_clock", "OMP_NUM_THREADS": "1", "BOOTSTRAP_REPRO_CACHE_DIR": str(cache)}
+    t0, w0 = time.perf_counter(), time.time()
     r = subprocess.run([sys.executable, "-m", "bootstrap_repro", "run", "-o", str(opt)], env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
-    wall = time.perf_counter() - t0
+    wall, w1 = time.perf_counter() - t0, time.time()
     assert r.returncode == 0, r.stderr
-    marks = {ln.split("fit_clock ")[1].split()[0]: float(ln.split()[-1])
-             for ln in (exp / "logs.txt").read_text().splitlines() if "fit_clock " in ln}
-    return marks["end"] - marks["start"], wall
+    marks = _marks((exp / "logs.txt").read_text().splitlines())
+    return marks["end"] - marks["start"], wall, marks["start"] - w0, w1 - marks["end"]
 
 
-def run_raw(tmp: Path, i: int) -> tuple[float, float]:
+def run_raw(tmp: Path, i: int, cold: bool = False) -> Timing:
     script = tmp / "raw.py"
-    t0 = time.perf_counter()
+    t0, w0 = time.perf_counter(), time.time()
     r = subprocess.run([sys.executable, str(script), str(tmp / f"raw{i}")], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
-    wall = time.perf_counter() - t0
+    wall, w1 = time.perf_counter() - t0, time.time()
     assert r.returncode == 0, r.stderr
-    return float(r.stdout.split("fit ")[1]), wall
+    marks = _marks(r.stdout.splitlines())
+    return float(r.stdout.split("fit ")[1].split()[0]), wall, marks["start"] - w0, w1 - marks["end"]
 
 
-def part1(pairs: int) -> None:
+def compile_package() -> None:
+    """Compile bootstrap_repro's bytecode, as ``pip install`` does (torch's is): with PYTHONDONTWRITEBYTECODE set
+    and a source edited since its ``.pyc`` was written, every run would compile it again."""
+    import bootstrap_repro
+    import compileall
+
+    compileall.compile_dir(Path(bootstrap_repro.__file__).parent, quiet=1)
+
+
+def part1(pairs: int, cold: bool = False) -> None:
     print(f"== part 1: `bootstrap-repro run` vs a raw script, {EPOCHS} epochs x {ITEMS // BATCH} train + "
-          f"{ITEMS // BATCH} eval batches, {pairs} alternating pairs (load average {load()})")
+          f"{ITEMS // BATCH} eval batches, {pairs} alternating pairs, {'cold' if cold else 'warm'} stat and asset "
+          f"caches (load average {load()})")
+    compile_package()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "fit_clock.py").write_text(CLOCK)
         (tmp / "raw.py").write_text(RAW)
-        run_cli(tmp, -1), run_raw(tmp, -1)  # warm the page cache of both sides' imports
+        run_cli(tmp, -1, cold), run_raw(tmp, -1)  # warm the page cache of both sides' imports (and the caches)
         fit_r, wall_r, got_all = [], [], []
         for i in range(pairs):
             order = ("cli", "raw") if i % 2 == 0 else ("raw", "cli")
-            got = {who: (run_cli if who == "cli" else run_raw)(tmp, i) for who in order}
+            got = {who: (run_cli if who == "cli" else run_raw)(tmp, i, cold) for who in order}
             fit_r.append(got["cli"][0] / got["raw"][0])
             wall_r.append(got["cli"][1] / got["raw"][1])
             got_all.append(got)
-            print(f"pair {i}: fit cli {got['cli'][0]:.3f}s raw {got['raw'][0]:.3f}s = {fit_r[-1]:.3f}x | "
-                  f"process cli {got['cli'][1]:.3f}s raw {got['raw'][1]:.3f}s = {wall_r[-1]:.3f}x | load {load()}")
-        med = {k: statistics.median(g[w][j] for g in got_all) for k, (w, j) in
-               {"cli_fit": ("cli", 0), "raw_fit": ("raw", 0), "cli_wall": ("cli", 1), "raw_wall": ("raw", 1)}.items()}
+            c, r = got["cli"], got["raw"]
+            print(f"pair {i}: fit cli {c[0]:.3f}s raw {r[0]:.3f}s = {fit_r[-1]:.3f}x | process cli {c[1]:.3f}s "
+                  f"raw {r[1]:.3f}s = {wall_r[-1]:.3f}x | start-up cli {c[2]:.3f}s raw {r[2]:.3f}s | end cli "
+                  f"{c[3]:.3f}s raw {r[3]:.3f}s | load {load()}")
+        med = {f"{w}_{k}": statistics.median(g[w][j] for g in got_all)
+               for w in ("cli", "raw") for k, j in (("fit", 0), ("wall", 1), ("start", 2), ("end", 3))}
         print(f"median fit: cli {med['cli_fit']:.3f}s, raw {med['raw_fit']:.3f}s; median ratio {statistics.median(fit_r):.3f}x "
               f"(goal <= 1.10)")
         print(f"median process: cli {med['cli_wall']:.3f}s, raw {med['raw_wall']:.3f}s; median ratio "
               f"{statistics.median(wall_r):.3f}x (goal <= 1.05)")
+        print(f"median start-up: cli {med['cli_start']:.3f}s, raw {med['raw_start']:.3f}s; median end: cli "
+              f"{med['cli_end']:.3f}s, raw {med['raw_end']:.3f}s")
 
 
 def engine_fit(exp: Path, view: list[str]) -> float:
@@ -237,10 +272,12 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=7, help="part 1: alternating CLI/raw pairs")
     ap.add_argument("--view-pairs", type=int, default=5, help="part 2: alternating view on/off pairs")
     ap.add_argument("--only", type=int, choices=[1, 2])
+    ap.add_argument("--cold-caches", action="store_true",
+                    help="part 1: a new cache dir per CLI run (every module file hashed, the view's asset copied)")
     args = ap.parse_args()
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}; {os.cpu_count()} CPUs")
     if args.only in (None, 1):
-        part1(args.pairs)
+        part1(args.pairs, args.cold_caches)
     if args.only in (None, 2):
         part2(args.view_pairs)
     print(f"uptime at the end: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
