@@ -39,8 +39,8 @@ MAX_SEED = 2**63 - 1
 #: Bound of a size or a count (``dataset.batch_size``, ``engine.print_freq``...): a C int, as torch and the
 #: ``DataLoader`` take them; a bigger value fails deep in the run (``islice``, ``sys.maxsize``).
 MAX_COUNT = 2**31 - 1
-#: Bound of ``dataset.nb_threads`` (one process each).
-MAX_THREADS = 1024
+#: Bound of ``dataset.nb_threads`` here; the run then allows 8 per CPU and says so (``run.py``).
+MAX_THREADS = MAX_COUNT
 #: Where an experiment dir can never be (kernel and device file systems).
 _SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 _PATH_MAX = 4095

@@ -87,11 +87,13 @@ def test_huge_thread_and_process_counts_are_refused_before_anything_forks(capsys
 
     cpus = os.cpu_count() or 1
     opts = str(tiny_file({"engine": {"nb_epochs": 1}}))
-    assert main(["run", "-o", opts, "--dataset.nb_threads", str(10**30)]) == 2
-    assert capsys.readouterr().err == (f"error: dataset.nb_threads: {10**30} DataLoader workers asked, this machine "
+    assert main(["run", "-o", opts, "--dataset.nb_threads", str(10**6)]) == 2
+    assert capsys.readouterr().err == (f"error: dataset.nb_threads: {10**6} DataLoader workers asked, this machine "
                                        f"has {cpus} CPU(s); use at most {8 * cpus} (8 per CPU)\n")
-    assert main(["run", "-o", opts, "--nproc-per-node", str(10**30)]) == 2
-    assert capsys.readouterr().err == (f"error: runtime.nproc_per_node: {10**30} processes asked, this machine has "
+    assert main(["run", "-o", opts, "--dataset.nb_threads", str(10**30)]) == 2
+    assert capsys.readouterr().err == f"error: --dataset.nb_threads: must be <= 2147483647, got {10**30}\n"
+    assert main(["run", "-o", opts, "--nproc-per-node", str(10**6)]) == 2
+    assert capsys.readouterr().err == (f"error: runtime.nproc_per_node: {10**6} processes asked, this machine has "
                                        f"{cpus} CPU(s); use at most {4 * cpus} (--nproc-per-node N, one per GPU on a "
                                        f"GPU machine)\n")
     assert main(["run", "-o", opts, "--dataset.nb_threads", "-3"]) == 2

@@ -461,7 +461,7 @@ def test_labels_beyond_the_class_scores_are_refused(tiny_options):
      "dataset.batch_size: must be <= 2147483647, got 99999999999999999999 (in options.yaml)"),
     ({}, ["--dataset.batch_size", "99999999999999999999"],
      "--dataset.batch_size: must be <= 2147483647, got 99999999999999999999"),
-    ({"dataset": {"nb_threads": 5000}}, [], "dataset.nb_threads: must be <= 1024, got 5000 (in options.yaml)"),
+    ({"dataset": {"nb_threads": 2**31}}, [], "dataset.nb_threads: must be <= 2147483647, got 2147483648 (in options.yaml)"),
     ({"engine": {"print_freq": 2**40}}, [], f"engine.print_freq: must be <= 2147483647, got {2**40} (in options.yaml)"),
 ])
 def test_counts_are_bounded(capsys, tiny_file, tmp_path, changes, argv, expected):
