@@ -20,6 +20,7 @@ import pytest
 import torch
 from conftest import REPO, TINY, cli, write_options
 from slurm_cluster import slurm  # noqa: F401 - the fixture
+from test_slurm_run import _start_slow, _wait_for
 
 from bootstrap_repro.options import Options, merge
 from bootstrap_repro.record._env import SLURM_ENV, requeue_note, scheduler_facts
@@ -78,21 +79,11 @@ def job_id(stderr: str) -> str:
 
 
 def start_slow(tmp_path: Path, opts: Path) -> tuple[subprocess.Popen, Path, Path]:
-    (tmp_path / "plugins").mkdir(exist_ok=True)
-    (tmp_path / "plugins" / "slow_hook.py").write_text(SLOW_HOOK)
-    env = {**os.environ, "PYTHONPATH": f"{REPO}:{tmp_path / 'plugins'}", "BOOTSTRAP_REPRO_HOOKS": "slow_hook"}
-    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
-    with out.open("w") as o, err.open("w") as e:
-        proc = subprocess.Popen([sys.executable, "-m", "bootstrap_repro", "run", "-o", str(opts), "--no-cache"],
-                                cwd=REPO, env=env, stdout=o, stderr=e)
-    return proc, out, err
+    return _start_slow(tmp_path, opts, SLOW_HOOK)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, err: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
-        time.sleep(0.1)
+    _wait_for(path, proc, err, timeout)
 
 
 # ----------------------------------------------------------------------------- on Slurm, in Docker
