@@ -8,7 +8,6 @@ before submitting need neither.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,10 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import REPO, TINY, cli, write_options
 from slurm_cluster import slurm  # noqa: F401 - the fixture
-from test_slurm_run import _start_slow, _wait_for
+from test_slurm_run import _start_slow, _wait_for, assert_same, job_id
 
 from bootstrap_repro.options import Options, merge
 from bootstrap_repro.record._env import SLURM_ENV, requeue_note, scheduler_facts
@@ -62,20 +60,6 @@ def local_reference(tmp_path: Path, epochs: int = 2) -> Path:
     r = cli("run", "-o", str(tiny(tmp_path, "local", epochs)), "--runtime.name", "local", "--no-cache")
     assert r.returncode == 0, r.stderr
     return tmp_path / "local"
-
-
-def assert_same(exp: Path, ref: Path) -> None:
-    assert json.loads((exp / "logs.json").read_text()) == json.loads((ref / "logs.json").read_text())
-    a = torch.load(exp / "ckpt_last_model.pth.tar", weights_only=False)
-    b = torch.load(ref / "ckpt_last_model.pth.tar", weights_only=False)
-    a, b = (d.get("state_dict", d) for d in (a, b))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if torch.is_tensor(a[k]))
-
-
-def job_id(stderr: str) -> str:
-    m = re.search(r"slurm: submitted job (\d+)", stderr)
-    assert m, stderr
-    return m.group(1)
 
 
 def start_slow(tmp_path: Path, opts: Path) -> tuple[subprocess.Popen, Path, Path]:

@@ -3,7 +3,6 @@ created (no sweep dir, no journal, no trial), refused before the study starts.""
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 
@@ -155,10 +154,6 @@ def test_count_flags_name_the_bound(tmp_path):
 
 
 def test_count_flags_on_the_command_line(capsys, tmp_path):
-    from bootstrap_repro import cli
-
-    if "parse_count" not in inspect.getsource(cli):
-        pytest.skip("cli.py does not parse --n-trials/--jobs with sweep._spec.parse_count yet")
     f = write_sweep(tmp_path)
     refused(capsys, tmp_path, f, f"--n-trials: must be <= 1000000, got {BIG}", "--n-trials", str(BIG))
     cpus = len(os.sched_getaffinity(0))
