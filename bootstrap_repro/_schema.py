@@ -53,7 +53,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, hide_input_in_errors=False)
 
 
-def _exp_dir(value: str | None) -> str | None:
+def check_dir_path(value: str | None) -> str | None:
     if value is None:
         return None
     if "\x00" in value:
@@ -105,7 +105,7 @@ Name = Annotated[str, Field(min_length=1)]
 
 
 class Exp(_Section):
-    dir: Annotated[str | None, AfterValidator(_exp_dir)] = None
+    dir: Annotated[str | None, AfterValidator(check_dir_path)] = None
     resume: Name | None = None
     max_untracked_mb: Size | None = None
     env_keys: Annotated[Any, AfterValidator(_env_names)] = []

@@ -332,13 +332,13 @@ def check_sweep_dir(value: Any, where: str = "sweep.dir") -> Path:
     character (a newline in it would split every line that names it), no file where a directory of
     the path is needed, and the nearest existing directory writable.  Nothing is created.
     """
-    from bootstrap_repro._schema import _exp_dir  # the exp.dir path check (shared)
+    from bootstrap_repro._schema import check_dir_path  # the exp.dir path check (shared)
 
     if not isinstance(value, str) or not value.strip():
         raise SweepError(f"{where}: expected a path, got {value!r}")
     shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     try:
-        _exp_dir(value)
+        check_dir_path(value)
     except ValueError as exc:
         raise SweepError(f"{where}: {exc}, got {shown}") from None
     if _has_control(value):
