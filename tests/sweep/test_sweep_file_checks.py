@@ -244,25 +244,22 @@ def test_once_the_file_sets_it_the_range_is_accepted(tmp_path):
     assert [p.key for p in load_sweep(f).params] == ["optimizer.weight_decay", "model.network.dropout"]
 
 
-def test_suggestions_stay_in_the_section(capsys, tmp_path):
+FLOAT = {"type": "float", "low": 0.1, "high": 0.5}
+STEP = {"optimizer": {"lr_scheduler": {"name": "step", "step_size": 1, "gamma": 0.1}}}
+
+
+@pytest.mark.parametrize("key, rng, options, expected", [
+    ("optimizer.lr_scheduler.gama", FLOAT, STEP, "; did you mean optimizer.lr_scheduler.gamma?"),
+    ("optimizer.lr_scheduler.gama", FLOAT, None, "; did you mean optimizer.lr_scheduler.gamma?"),
+    ("optimizer.foo", FLOAT, None, ", and optimizer 'sgd' has no option 'foo'"),
+    ("engine.nb_epoch", {"type": "int", "low": 1, "high": 3}, None, "; did you mean engine.nb_epochs?"),
+    ("model.network.learning_rate", FLOAT, None, ", and network 'mlp' has no option 'learning_rate'"),
+])
+def test_suggestions_stay_in_the_section(capsys, tmp_path, key, rng, options, expected):
     opts = tmp_path / "tiny.yaml"
-    tail = f"(`bootstrap-repro run -o {opts} -h` lists them)"
-    f = write_sweep(tmp_path, params={"optimizer.lr_scheduler.gama": {"type": "float", "low": 0.1, "high": 0.5}},
-                    options={"optimizer": {"lr_scheduler": {"name": "step", "step_size": 1, "gamma": 0.1}}})
-    refused(capsys, tmp_path, f, f"params.optimizer.lr_scheduler.gama: unknown option in {opts}; "
-                                 f"did you mean optimizer.lr_scheduler.gamma? {tail}")
-    f = write_sweep(tmp_path, params={"optimizer.lr_scheduler.gama": {"type": "float", "low": 0.1, "high": 0.5}})
-    refused(capsys, tmp_path, f, f"params.optimizer.lr_scheduler.gama: unknown option in {opts}; "
-                                 f"did you mean optimizer.lr_scheduler.gamma? {tail}")
-    f = write_sweep(tmp_path, params={"optimizer.foo": {"type": "float", "low": 0.1, "high": 0.5}})
-    refused(capsys, tmp_path, f, f"params.optimizer.foo: unknown option in {opts}, and optimizer 'sgd' has no "
-                                 f"option 'foo' {tail}")
-    f = write_sweep(tmp_path, params={"engine.nb_epoch": {"type": "int", "low": 1, "high": 3}})
-    refused(capsys, tmp_path, f, f"params.engine.nb_epoch: unknown option in {opts}; did you mean engine.nb_epochs? "
-                                 f"{tail}")
-    f = write_sweep(tmp_path, params={"model.network.learning_rate": {"type": "float", "low": 0.1, "high": 0.5}})
-    refused(capsys, tmp_path, f, f"params.model.network.learning_rate: unknown option in {opts}, and network 'mlp' "
-                                 f"has no option 'learning_rate' {tail}")
+    f = write_sweep(tmp_path, params={key: rng}, **({"options": options} if options else {}))
+    refused(capsys, tmp_path, f, f"params.{key}: unknown option in {opts}{expected} "
+                                 f"(`bootstrap-repro run -o {opts} -h` lists them)")
 
 
 # --------------------------------------------------------------------------- 7. misplaced keys
