@@ -14,7 +14,7 @@ import torch.utils.data as data
 
 from bootstrap_repro.errors import OptionsError, did_you_mean
 
-__all__ = ["Dataset", "seed_worker", "check_split", "is_seed_call"]
+__all__ = ["Dataset", "seed_worker", "check_split", "is_seed_call", "Collated"]
 
 #: The split that shuffles by default (``shuffle=None``).
 TRAIN_SPLIT = "train"
@@ -106,10 +106,38 @@ def is_seed_call(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
 
 
 class _EpochBatch(list):  # type: ignore[type-arg]
-    """A batch of indices, with the base seed and epoch its (persistent) worker must start from."""
+    """A batch of indices from :meth:`Dataset.make_batch_loader`'s loader, with the base seed and
+    epoch its (persistent) worker must start from.  Only such a batch is read whole with
+    :meth:`Dataset.get_batch` (another loader over the dataset gets a list of items)."""
 
     seed: int | None = None
     epoch: int = 0
+
+
+class Collated:
+    """A batch the dataset built whole (:meth:`Dataset.get_batch`), passed through the loader's
+    collate step unchanged."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: Any) -> None:
+        self.batch = batch
+
+
+class _CollateOrPass:
+    """The loader's ``collate_fn``: a :class:`Collated` batch as it is, a list of items collated
+    with the dataset's ``collate_fn`` (picklable, for workers started by spawn)."""
+
+    def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, items: Any) -> Any:
+        return items.batch if type(items) is Collated else self.collate_fn(items)
+
+
+def _defining_class(cls: type, name: str) -> type | None:
+    """The class of ``cls``'s MRO whose body defines ``name``."""
+    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
 
 
 class _EpochBatchSampler(data.Sampler[list[int]]):
@@ -152,7 +180,7 @@ class _Reseeding(data.Dataset):  # type: ignore[type-arg]
         if seed is not None and seed != self._seed:
             self._reseed(seed, batch.epoch)  # type: ignore[attr-defined]
         getitems = getattr(self.dataset, "__getitems__", None)
-        return getitems(list(batch)) if getitems is not None else [self.dataset[i] for i in batch]
+        return getitems(batch) if getitems is not None else [self.dataset[i] for i in batch]
 
     def _reseed(self, base_seed: int, epoch: int) -> None:
         """What ``torch.utils.data``'s worker loop does at a worker's start, with this epoch's base seed."""
@@ -239,6 +267,25 @@ class Dataset(data.Dataset, abc.ABC):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """The item at ``index``, as a dict."""
 
+    #: Subclasses may define ``get_batch(indices) -> batch``: the batch of ``indices`` built whole,
+    #: equal to ``collate_fn([self[i] for i in indices])`` (e.g. one indexing of in-memory tensors
+    #: instead of one per item).  The loader of :meth:`make_batch_loader` uses it while
+    #: ``collate_fn`` is the default one and no subclass below overrides ``__getitem__`` alone.
+    get_batch: ClassVar[Callable[..., Any] | None] = None
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        """The items of one batch (torch's batched fetch): a :class:`Collated` batch from
+        :meth:`get_batch` when it applies (see there), else the list of items."""
+        if type(indices) is _EpochBatch and self._reads_batches():
+            return Collated(self.get_batch(indices))  # type: ignore[misc]
+        return [self[i] for i in indices]
+
+    def _reads_batches(self) -> bool:
+        """Whether :meth:`get_batch` stands for ``collate_fn`` over ``__getitem__`` for this dataset."""
+        cls = type(self)
+        return (self.collate_fn is data.default_collate and cls.get_batch is not None
+                and _defining_class(cls, "get_batch") is _defining_class(cls, "__getitem__"))
+
     def set_epoch(self, epoch: int) -> None:
         """Select the data order of ``epoch`` (called by the engine before each epoch)."""
         self.epoch = int(epoch)
@@ -262,18 +309,28 @@ class Dataset(data.Dataset, abc.ABC):
         batch_size = self.batch_size if batch_size is None else batch_size
         if self.nb_threads > 0 and self.persistent_workers:
             return self._persistent_loader(batch_size, shuffle)
+        generator = self.make_generator()
         return data.DataLoader(
             self,
-            batch_size=batch_size,
-            shuffle=shuffle if self.sampler is None else None,
-            sampler=self.sampler,
+            batch_sampler=self._batch_sampler(batch_size, shuffle, generator),
             num_workers=self.nb_threads,
-            collate_fn=self.collate_fn,
+            collate_fn=_CollateOrPass(self.collate_fn),
             pin_memory=self.pin_memory,
-            drop_last=self.drop_last,
             worker_init_fn=seed_worker,
-            generator=self.make_generator(),
+            generator=generator,
         )
+
+    def _batch_sampler(self, batch_size: int, shuffle: bool, generator: torch.Generator) -> _EpochBatchSampler:
+        """The batches of indices, as ``DataLoader(shuffle=, sampler=, batch_size=, drop_last=)`` makes them."""
+        if self.sampler is not None:
+            sampler: data.Sampler[int] = self.sampler
+        elif shuffle:
+            sampler = data.RandomSampler(self, generator=generator)
+        else:
+            sampler = data.SequentialSampler(self)
+        batches = _EpochBatchSampler(sampler, batch_size, self.drop_last)
+        batches.epoch = self.epoch
+        return batches
 
     def _persistent_loader(self, batch_size: int, shuffle: bool) -> data.DataLoader:
         """This dataset's loader with persistent workers, set to the current epoch.
@@ -293,19 +350,11 @@ class Dataset(data.Dataset, abc.ABC):
             batches.epoch = self.epoch
             return loader
         generator = self.make_generator()
-        if self.sampler is not None:
-            sampler: data.Sampler[int] = self.sampler
-        elif shuffle:
-            sampler = data.RandomSampler(self, generator=generator)
-        else:
-            sampler = data.SequentialSampler(self)
-        batches = _EpochBatchSampler(sampler, batch_size, self.drop_last)
-        batches.epoch = self.epoch
         loader = data.DataLoader(
             _Reseeding(self, seed_worker),
-            batch_sampler=batches,
+            batch_sampler=self._batch_sampler(batch_size, shuffle, generator),
             num_workers=self.nb_threads,
-            collate_fn=self.collate_fn,
+            collate_fn=_CollateOrPass(self.collate_fn),
             pin_memory=self.pin_memory,
             worker_init_fn=seed_worker,
             generator=generator,
