@@ -129,6 +129,21 @@ def test_accuracy_on_a_hand_made_example():
     assert [float(v) for v in accuracy(scores, batch["class_id"], [3])] == [100.0]
 
 
+@pytest.mark.parametrize("batch_size,nb_classes,topk", [(64, 10, [1, 5]), (7, 3, [5, 1, 2]), (0, 4, [1, 3]),
+                                                       (33, 2, [2, 1, 9]), (1000, 100, [1, 5, 10, 50])])
+def test_accuracy_equals_the_count_per_k_bitwise(batch_size, nb_classes, topk):
+    """One cumulative count for every k: the same float32 values as counting each k's hits apart."""
+    gen = torch.Generator().manual_seed(batch_size + nb_classes)
+    scores = torch.randn(batch_size, nb_classes, generator=gen)
+    target = torch.randint(0, nb_classes, (batch_size,), generator=gen)
+    pred = scores.topk(min(max(topk), nb_classes), dim=1).indices
+    want = [(pred[:, :k] == target[:, None]).any(1).sum(dtype=torch.float32) * (100.0 / max(batch_size, 1))
+            for k in topk]
+    got = accuracy(scores, target, topk)
+    assert [v.shape for v in got] == [torch.Size([])] * len(topk)
+    assert [v.item() for v in got] == [w.item() for w in want]
+
+
 def test_accuracy_rejects_bad_topk():
     with pytest.raises(OptionsError) as info:
         Accuracy(topk=[0, 1])
