@@ -238,8 +238,11 @@ class Checkpointer:
         """Load ``ckpt_<name>_*`` into the model and optimizer (the engine's by default), then ``engine.load_state_dict``.
 
         The engine receives the file's values with ``epoch`` set to the epoch to start from.
+        Only the writing process (rank 0, or not distributed) recovers interrupted commits first:
+        another rank cleaning the dir would delete rank 0's files in flight (its ``logs.json`` rewrite).
         """
-        recover_groups(self.dir)
+        if getattr(getattr(engine, "dist", None), "is_rank0", True):
+            recover_groups(self.dir)
         if not self.exists(name):
             have = ", ".join(checkpoint_names(self.dir)) or "none"
             raise CheckpointError(

@@ -144,3 +144,28 @@ def test_deterministic_mode_names_the_op(tmp_path, tiny_file):
     r = cli("run", "-o", str(f), "--misc.deterministic", "false", "--exp.dir", str(tmp_path / "nondet_off"),
             env={"PYTHONPATH": str(tmp_path)})
     assert r.returncode == 0, r.stderr
+
+
+def test_only_rank0_cleans_the_exp_dir_when_loading(tmp_path, tiny_file):
+    """A resume under DDP: every rank loads the checkpoint, but a rank other than 0 must not delete
+    rank 0's files in flight (its ``logs.json`` rewrite's temp file, a staged checkpoint): that race
+    failed a 2-rank resume with ``FileNotFoundError`` on ``os.replace`` of ``.logs.json.*.tmp``."""
+    from bootstrap_repro.engines import Checkpointer
+    from bootstrap_repro.engines._distributed import DistInfo
+    from bootstrap_repro.logger import Logger
+    from bootstrap_repro.options import Options
+    from bootstrap_repro.run import _build, run
+
+    assert run(Options.load(tiny_file(), []), handle_signals=False).status == "COMPLETED"
+    exp = tmp_path / "exp"
+    opt = Options.load(tiny_file(), ["--exp.resume", "last"]).freeze()
+    in_flight = [exp / ".logs.json.abc123.tmp", exp / "ckpt_last_model.pth.tar.0123.staged"]
+    for rank, kept in ((1, True), (0, False)):
+        for path in in_flight:
+            path.write_bytes(b"being written")
+        with opt.activate(), Logger(activate=False, echo=False).activate() as logger:
+            engine = _build(opt, logger, eval_only=False)
+        engine.dist = DistInfo(rank=rank, world_size=2)
+        Checkpointer(exp).load(engine, "last")
+        assert engine.state.epoch > 0
+        assert [p.exists() for p in in_flight] == [kept, kept], rank
