@@ -545,9 +545,10 @@ def _cmd_migrate(path: str, *, write: bool) -> int:
     return 0
 
 
-#: Flags of ``compare`` that take a metric, and the seed's order words.
+#: Flags of ``compare`` that take a metric, and the seed's order words (``lt``/``gt``: its older
+#: saving-criterion spelling, ``loss:lt`` = min, ``acc:gt`` = max).
 _METRIC_FLAGS = ("-m", "--metric", "--metrics", "-b", "--best")
-_ORDERS = ("min", "max")
+_ORDERS = ("min", "max", "lt", "gt")
 
 
 def _seed_compare_argv(argv: list[str]) -> list[str]:
@@ -581,7 +582,9 @@ def _parse_metric(spec: str, flag: str = "--metric") -> tuple[str, str, str]:
         log, name = "logs", key
     if not sep or not name or mode not in _ORDERS or not _LOGNAME.fullmatch(log):
         raise OptionsError(f"{flag}: expected KEY:min or KEY:max (e.g. eval_epoch.acctop1:max), got {spec!r}")
-    return log, name, mode
+    from bootstrap_repro._metric_names import CRITERION_WAYS
+
+    return log, name, CRITERION_WAYS[mode]
 
 
 def _nb_epochs(text: str | None) -> int | None:

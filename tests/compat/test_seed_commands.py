@@ -71,8 +71,10 @@ def test_compare_takes_the_seeds_arguments(capsys, tmp_path):
     assert code == 0, err
     assert ranked(out) == [(str(a), "2", "90"), (str(b), "2", "85"), (str(b), "2", "0.4"), (str(a), "1", "0.5")]
     # the same with the native spelling, the two-word form, and NAME:DIR rows
+    # and the older saving-criterion words (gt = max, lt = min), as copied from an options file
     for argv in (["compare", str(a), str(b), "-m", "eval_epoch.accuracy_top1:max", "-m", "eval_epoch.loss:min"],
-                 ["compare", str(a), "-d", str(b), "-m", "eval_epoch.acctop1", "max", "-m", "logs:eval_epoch.loss:min"]):
+                 ["compare", str(a), "-d", str(b), "-m", "eval_epoch.acctop1", "max", "-m", "logs:eval_epoch.loss:min"],
+                 ["compare", str(a), str(b), "-m", "eval_epoch.accuracy_top1:gt", "-m", "logs", "eval_epoch.loss", "lt"]):
         code, out2, err = run_cli(capsys, *argv)
         assert code == 0 and ranked(out2) == ranked(out), (argv, err)
     code, out, err = run_cli(capsys, "compare", "-d", f"first:{a}", f"second:{b}", "-m", "eval_epoch.loss", "min")
