@@ -90,6 +90,8 @@ TaskPlugin=task/none
 $acct
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
+# schedule a submitted batch job at once (default: up to 3 s later); ~1 s submit-to-start instead of ~3 s
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
