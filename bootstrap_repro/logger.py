@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bootstrap_repro._current import Activatable
+from bootstrap_repro._lingering import LingeringWorker
 from bootstrap_repro.errors import UnsafePathError
 from bootstrap_repro.fileio import _fsync_dir, _write_temp
 
@@ -407,12 +408,9 @@ class _JournalWriter:
         self.keys: dict[Any, bytes] = {}
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
-        #: The fdatasync of flushed lines, on a lingering daemon thread: requests made, requests done.
-        self.sync_cond = threading.Condition(threading.Lock())
-        self.sync_wanted = 0
-        self.sync_done = 0
-        self.sync_thread: threading.Thread | None = None
-        self.sync_error: BaseException | None = None
+        #: The fdatasync of flushed lines, on a lingering daemon thread (no thread start per flush; one
+        #: fdatasync covers every line appended before it starts).
+        self.syncs = LingeringWorker("logs-journal-sync")
 
     @property
     def path(self) -> Path:
@@ -474,9 +472,7 @@ class _JournalWriter:
 
     # ----------------------------------------------------------------- flush
     def flush(self, full: bool = False) -> None:
-        if self.sync_error is not None:  # an earlier line could not be made durable: say so here
-            error, self.sync_error = self.sync_error, None
-            raise error
+        self.syncs.raise_error()  # an earlier line could not be made durable: say so here
         values = self.logger.values
         if full or self.dirty or self.fd is None:
             self._join()
@@ -544,48 +540,21 @@ class _JournalWriter:
 
     # ------------------------------------------------------------------ sync
     def _request_sync(self) -> None:
-        """Have the lines appended so far fdatasync'd on the sync thread (started on the first request)."""
-        with self.sync_cond:
-            self.sync_wanted += 1
-            if self.sync_thread is None:
-                # A daemon that lingers between requests (no thread start per flush); close() waits for it.
-                self.sync_thread = threading.Thread(target=self._sync_loop, name="logs-journal-sync", daemon=True)
-                self.sync_thread.start()
-            else:
-                self.sync_cond.notify_all()
+        """Have the lines appended so far fdatasync'd on the sync thread."""
+        self.syncs.submit(self._datasync)
 
-    def _sync_loop(self) -> None:
-        cond = self.sync_cond
-        while True:
-            with cond:
-                while self.sync_done >= self.sync_wanted:
-                    if not cond.wait(30.0) and self.sync_done >= self.sync_wanted:
-                        self.sync_thread = None  # under the lock: a later request starts a new thread
-                        return
-                target = self.sync_wanted
+    def _datasync(self) -> None:
+        with self.lock:  # a duplicate of the fd: the journal may be replaced or closed meanwhile
+            fd = os.dup(self.fd) if self.fd is not None else None
+        if fd is not None:
             try:
-                with self.lock:  # a duplicate of the fd: the journal may be replaced or closed meanwhile
-                    fd = os.dup(self.fd) if self.fd is not None else None
-                if fd is not None:
-                    try:
-                        _datasync(fd)
-                    finally:
-                        os.close(fd)
-            except BaseException as exc:  # noqa: BLE001 - raised on the training thread by sync() or flush()
-                self.sync_error = exc
-            with cond:
-                self.sync_done = max(self.sync_done, target)
-                cond.notify_all()
+                _datasync(fd)
+            finally:
+                os.close(fd)
 
     def sync(self) -> None:
         """Wait until the lines appended before this call are fdatasync'd; raise the sync's error."""
-        with self.sync_cond:
-            target = self.sync_wanted
-            while self.sync_done < target and self.sync_thread is not None and self.sync_thread.is_alive():
-                self.sync_cond.wait(1.0)
-        if self.sync_error is not None:
-            error, self.sync_error = self.sync_error, None
-            raise error
+        self.syncs.wait()
 
     # --------------------------------------------------------------- rewrite
     def _snapshot(self) -> list[tuple[bytes, bool, list[bytes]]]:

@@ -15,7 +15,6 @@ import atexit
 import copy
 import random
 import re
-import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 
+from bootstrap_repro._lingering import LingeringWorker
 from bootstrap_repro.engines._distributed import unwrap
 from bootstrap_repro.engines._seed_ckpt import (is_seed_model_state, model_state_from_seed, optimizer_state_for,
                                                seed_logs_lengths)
@@ -121,11 +121,7 @@ class Checkpointer:
     def __init__(self, exp_dir: str | Path, *, background: bool = True) -> None:
         self.dir = Path(exp_dir)
         self.background = background
-        self._cond = threading.Condition(threading.Lock())
-        self._job: Any = None  # the commit handed over, not taken yet
-        self._busy = False  # a commit being written
-        self._worker: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._commits = LingeringWorker("bootstrap-repro-checkpoint", self.linger)  # at most one in flight
         self._unsettled = False  # a commit of ours whose deferred directory fsync is still to do
         #: ``(name, part) -> (stat of the file, object)`` read by :meth:`verify`, used once by :meth:`load`
         #: while the file is unchanged: a resume reads each checkpoint file once.
@@ -181,39 +177,8 @@ class Checkpointer:
                 logs_synced()
             commit_group(self.dir, "ckpt", writers, links)
 
-        with self._cond:
-            self._job = job
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._drain, name="bootstrap-repro-checkpoint", daemon=True)
-                _LIVE.add(self)
-                self._worker.start()
-            else:
-                self._cond.notify_all()
-
-    def _drain(self) -> None:
-        """The commit thread: runs the commits handed over, one at a time; ends after :attr:`linger` idle seconds."""
-        cond = self._cond
-        while True:
-            with cond:
-                while self._job is None:
-                    if not cond.wait(self.linger) and self._job is None:
-                        self._worker = None  # under the lock: the next save starts a new thread
-                        return
-                job, self._job, self._busy = self._job, None, True
-            try:
-                job()
-            except BaseException as exc:  # noqa: BLE001 - re-raised on the training thread by wait()
-                self._error = exc
-            finally:
-                with cond:
-                    self._busy = False
-                    cond.notify_all()
-
-    def _join(self) -> None:
-        """Block until no commit is handed over or being written."""
-        with self._cond:
-            while (self._job is not None or self._busy) and self._worker is not None and self._worker.is_alive():
-                self._cond.wait(1.0)
+        _LIVE.add(self)
+        self._commits.submit(job)
 
     def wait(self, *, durable: bool = True) -> None:
         """Block until the last save is committed; re-raise its error.
@@ -222,10 +187,7 @@ class Checkpointer:
         its marker; without it the save is committed (it survives a crash or a power loss,
         rolled forward) but the experiment dir keeps ``ckpt.<token>.commit`` until then.
         """
-        self._join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        self._commits.wait()
         if durable and self._unsettled:  # only the process that saved settles (not another DDP rank)
             settle_group(self.dir, "ckpt")
             self._unsettled = False
@@ -445,7 +407,7 @@ _LIVE: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
 
 def _finish_commits() -> None:
     for checkpointer in list(_LIVE):
-        checkpointer._join()
+        checkpointer._commits.join()
 
 
 atexit.register(_finish_commits)
