@@ -2,7 +2,8 @@
 
 Part 1, the 5-epoch MLP job of issue 15 (synthetic data 4096 x 64, 10 classes, batch 64: 64 train
 and 64 eval batches per epoch; MLP 64-256-256-10, Adam; per-batch loss/top-1/top-5 kept; eval and
-a checkpoint every epoch).  Each pair runs, in alternating order, two fresh processes:
+a checkpoint every epoch).  Each round runs three fresh processes, their order rotating through
+the 6 permutations:
 
 - ``bootstrap-repro run`` with its view (3 plotly curves) and record, checkpoints ``last`` +
   ``best_*`` committed atomically every epoch, ``logs.json`` journal, its result stored in an
@@ -12,13 +13,17 @@ a checkpoint every epoch).  Each pair runs, in alternating order, two fresh proc
   ``plotly.min.js``.  ``--cold-caches`` gives each run a new cache dir instead (a first run ever:
   every module file hashed, the asset copied);
 - ``raw``: a hand-written script doing the same training and evaluation (a ``DataLoader`` over a
-  ``TensorDataset``, shuffled each epoch), writing the files it needs:
+  ``TensorDataset``, shuffled each epoch, reading item by item as ``DataLoader(batch_size=...)``
+  does), writing the files it needs:
   ``torch.save`` of the model and optimizer each epoch (to a temporary name, then ``os.replace``; no
-  fsync) and a ``json.dump`` of its logs each epoch.
+  fsync) and a ``json.dump`` of its logs each epoch;
+- ``raw-batched``: the same script with a loader that indexes each batch whole (a ``BatchSampler``
+  as the sampler), as the platform's built-in datasets read their batches (``Dataset.get_batch``):
+  the ratio to it leaves out the data path and shows what the platform itself adds.
 
 Printed: the fit-time ratio (the CLI's fit, from two lines a hook plugin writes to its ``logs.txt`` at
 ``train_on_start`` and ``train_on_end``, over the raw script's own fit) and the whole-process wall
-ratio, medians over the pairs, and where each process spent its time: start-up (from the launch to
+ratio to each raw script, medians over the rounds, and where each process spent its time: start-up (from the launch to
 the fit's start: imports, options, record, building), the fit, and the end (from the fit's end to
 the process's exit: record, cache, interpreter shutdown).  The CLI's fit includes waiting for its
 last checkpoint to be durable and its view's last page.
@@ -26,13 +31,14 @@ last checkpoint to be durable and its view's last page.
 Part 2, the view's cost: a 200-epoch run of tiny batches (64 items, batch 8, dim 8), the Engine
 in process, ``view: []`` vs a plotly view of 3 curves, alternating pairs, ratio of fit times.
 
-    python benchmarks/cli_overhead.py                  # ~3 min on 2 cores
-    python benchmarks/cli_overhead.py --pairs 9 --only 1
+    python benchmarks/cli_overhead.py                  # ~4 min on 2 cores
+    python benchmarks/cli_overhead.py --pairs 18 --only 1
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -62,7 +68,7 @@ RAW = textwrap.dedent("""
     import torch
     from torch import nn
 
-    exp = sys.argv[1]
+    exp, BATCHED = sys.argv[1], sys.argv[2:] == ["batched"]
     EPOCHS, ITEMS, DIM, CLASSES, BATCH = %d, %d, %d, %d, %d
     torch.set_num_threads(1)
     os.makedirs(exp)
@@ -91,6 +97,14 @@ RAW = textwrap.dedent("""
         logs[mode + "_batch.acctop5"].append((top == y[:, None]).any(1).float().mean().item() * 100)
         return loss
 
+    def loader(ds, shuffle, seed=0):
+        if BATCHED:  # one indexing per batch (as the platform's built-in datasets read their batches)
+            from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+            order = RandomSampler(ds, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(ds)
+            return DataLoader(ds, sampler=BatchSampler(order, BATCH, False), batch_size=None)
+        return DataLoader(ds, batch_size=BATCH, shuffle=shuffle,
+                          generator=torch.Generator().manual_seed(seed) if shuffle else None)
+
     def save(obj, name):
         tmp = os.path.join(exp, name + ".tmp")
         torch.save(obj, tmp)
@@ -101,13 +115,13 @@ RAW = textwrap.dedent("""
     best = float("inf")
     for epoch in range(EPOCHS):
         model.train()
-        for x, y in DataLoader(train, batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(epoch)):
+        for x, y in loader(train, True, epoch):
             opt.zero_grad(set_to_none=True)
             step(x, y, "train").backward()
             opt.step()
         model.eval()
         with torch.no_grad():
-            losses = [step(x, y, "eval").item() for x, y in DataLoader(val, batch_size=BATCH)]
+            losses = [step(x, y, "eval").item() for x, y in loader(val, False)]
         logs["eval_epoch.loss"].append(sum(losses) / len(losses))
         save(model.state_dict(), "last_model.pth")
         save(opt.state_dict(), "last_optimizer.pth")
@@ -172,10 +186,11 @@ def run_cli(tmp: Path, i: int, cold: bool = False) -> Timing:
     return marks["end"] - marks["start"], wall, marks["start"] - w0, w1 - marks["end"]
 
 
-def run_raw(tmp: Path, i: int, cold: bool = False) -> Timing:
+def run_raw(tmp: Path, i: int, cold: bool = False, batched: bool = False) -> Timing:
     script = tmp / "raw.py"
     t0, w0 = time.perf_counter(), time.time()
-    r = subprocess.run([sys.executable, str(script), str(tmp / f"raw{i}")], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, str(script), str(tmp / f"raw{'b' if batched else ''}{i}")]
+                       + (["batched"] if batched else []), capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
     wall, w1 = time.perf_counter() - t0, time.time()
     assert r.returncode == 0, r.stderr
@@ -192,33 +207,43 @@ def compile_package() -> None:
     compileall.compile_dir(Path(bootstrap_repro.__file__).parent, quiet=1)
 
 
+#: Part 1's sides: the CLI, the raw script reading item by item, the raw script reading whole batches.
+SIDES = {
+    "cli": run_cli,
+    "raw": run_raw,
+    "raw-batched": lambda tmp, i, cold: run_raw(tmp, i, cold, batched=True),
+}
+
+
 def part1(pairs: int, cold: bool = False) -> None:
     print(f"== part 1: `bootstrap-repro run` vs a raw script, {EPOCHS} epochs x {ITEMS // BATCH} train + "
-          f"{ITEMS // BATCH} eval batches, {pairs} alternating pairs, {'cold' if cold else 'warm'} stat and asset "
-          f"caches (load average {load()})")
+          f"{ITEMS // BATCH} eval batches, {pairs} rounds of the 3 sides in rotating order, {'cold' if cold else 'warm'} "
+          f"stat and asset caches (load average {load()})")
     compile_package()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "fit_clock.py").write_text(CLOCK)
         (tmp / "raw.py").write_text(RAW)
-        run_cli(tmp, -1, cold), run_raw(tmp, -1)  # warm the page cache of both sides' imports (and the caches)
-        fit_r, wall_r, got_all = [], [], []
+        for run_side in SIDES.values():  # warm the page cache of every side's imports (and the caches)
+            run_side(tmp, -1, cold)
+        got_all: list[dict[str, Timing]] = []
+        orders = list(itertools.permutations(SIDES))
         for i in range(pairs):
-            order = ("cli", "raw") if i % 2 == 0 else ("raw", "cli")
-            got = {who: (run_cli if who == "cli" else run_raw)(tmp, i, cold) for who in order}
-            fit_r.append(got["cli"][0] / got["raw"][0])
-            wall_r.append(got["cli"][1] / got["raw"][1])
+            got = {who: SIDES[who](tmp, i, cold) for who in orders[i % len(orders)]}
             got_all.append(got)
-            c, r = got["cli"], got["raw"]
-            print(f"pair {i}: fit cli {c[0]:.3f}s raw {r[0]:.3f}s = {fit_r[-1]:.3f}x | process cli {c[1]:.3f}s "
-                  f"raw {r[1]:.3f}s = {wall_r[-1]:.3f}x | start-up cli {c[2]:.3f}s raw {r[2]:.3f}s | end cli "
-                  f"{c[3]:.3f}s raw {r[3]:.3f}s | load {load()}")
+            c, r, b = got["cli"], got["raw"], got["raw-batched"]
+            print(f"round {i}: fit cli {c[0]:.3f}s raw {r[0]:.3f}s ({c[0] / r[0]:.3f}x) raw-batched {b[0]:.3f}s "
+                  f"({c[0] / b[0]:.3f}x) | process cli {c[1]:.3f}s raw {r[1]:.3f}s ({c[1] / r[1]:.3f}x) raw-batched "
+                  f"{b[1]:.3f}s ({c[1] / b[1]:.3f}x) | start-up cli {c[2]:.3f}s raw {r[2]:.3f}s | end cli {c[3]:.3f}s "
+                  f"raw {r[3]:.3f}s | load {load()}")
         med = {f"{w}_{k}": statistics.median(g[w][j] for g in got_all)
-               for w in ("cli", "raw") for k, j in (("fit", 0), ("wall", 1), ("start", 2), ("end", 3))}
-        print(f"median fit: cli {med['cli_fit']:.3f}s, raw {med['raw_fit']:.3f}s; median ratio {statistics.median(fit_r):.3f}x "
-              f"(goal <= 1.10)")
-        print(f"median process: cli {med['cli_wall']:.3f}s, raw {med['raw_wall']:.3f}s; median ratio "
-              f"{statistics.median(wall_r):.3f}x (goal <= 1.05)")
+               for w in SIDES for k, j in (("fit", 0), ("wall", 1), ("start", 2), ("end", 3))}
+        for raw in ("raw", "raw-batched"):
+            fit_r = [g["cli"][0] / g[raw][0] for g in got_all]
+            wall_r = [g["cli"][1] / g[raw][1] for g in got_all]
+            print(f"vs {raw}: median fit cli {med['cli_fit']:.3f}s, {raw} {med[raw + '_fit']:.3f}s; median ratio "
+                  f"{statistics.median(fit_r):.3f}x (goal <= 1.10) | median process cli {med['cli_wall']:.3f}s, {raw} "
+                  f"{med[raw + '_wall']:.3f}s; median ratio {statistics.median(wall_r):.3f}x (goal <= 1.05)")
         print(f"median start-up: cli {med['cli_start']:.3f}s, raw {med['raw_start']:.3f}s; median end: cli "
               f"{med['cli_end']:.3f}s, raw {med['raw_end']:.3f}s")
 
@@ -269,7 +294,7 @@ def part2(pairs: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=7, help="part 1: alternating CLI/raw pairs")
+    ap.add_argument("--pairs", type=int, default=12, help="part 1: rounds of the CLI and the two raw scripts")
     ap.add_argument("--view-pairs", type=int, default=5, help="part 2: alternating view on/off pairs")
     ap.add_argument("--only", type=int, choices=[1, 2])
     ap.add_argument("--cold-caches", action="store_true",
