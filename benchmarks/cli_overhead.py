@@ -18,7 +18,7 @@ the 6 permutations:
   ``torch.save`` of the model and optimizer each epoch (to a temporary name, then ``os.replace``; no
   fsync) and a ``json.dump`` of its logs each epoch;
 - ``raw-batched``: the same script with a loader that indexes each batch whole (a ``BatchSampler``
-  as the sampler), as the platform's built-in datasets read their batches (``Dataset.get_batch``):
+  as the sampler), as the platform's built-in datasets read their batches (``Dataset.get_collated_batch``):
   the ratio to it leaves out the data path and shows what the platform itself adds.
 
 Printed: the fit-time ratio (the CLI's fit, from two lines a hook plugin writes to its ``logs.txt`` at

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[1] / "bootstrap_repro"
 
 #: Lowest layer first (DESIGN.md section 2).
 LAYERS: list[set[str]] = [
-    {"errors", "fileio", "_current", "_bootstrap_alias", "_metric_names"},
+    {"errors", "fileio", "_current", "_bootstrap_alias", "_metric_names", "_lingering"},
     {"options", "logger", "plugins", "_schema"},
     {"engines", "datasets", "models", "optimizers", "views"},
     {"record"},

@@ -108,14 +108,14 @@ def is_seed_call(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
 class _EpochBatch(list):  # type: ignore[type-arg]
     """A batch of indices from :meth:`Dataset.make_batch_loader`'s loader, with the base seed and
     epoch its (persistent) worker must start from.  Only such a batch is read whole with
-    :meth:`Dataset.get_batch` (another loader over the dataset gets a list of items)."""
+    :meth:`Dataset.get_collated_batch` (another loader over the dataset gets a list of items)."""
 
     seed: int | None = None
     epoch: int = 0
 
 
 class Collated:
-    """A batch the dataset built whole (:meth:`Dataset.get_batch`), passed through the loader's
+    """A batch the dataset built whole (:meth:`Dataset.get_collated_batch`), passed through the loader's
     collate step unchanged."""
 
     __slots__ = ("batch",)
@@ -267,24 +267,24 @@ class Dataset(data.Dataset, abc.ABC):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """The item at ``index``, as a dict."""
 
-    #: Subclasses may define ``get_batch(indices) -> batch``: the batch of ``indices`` built whole,
+    #: Subclasses may define ``get_collated_batch(indices) -> batch``: the batch of ``indices`` built whole,
     #: equal to ``collate_fn([self[i] for i in indices])`` (e.g. one indexing of in-memory tensors
     #: instead of one per item).  The loader of :meth:`make_batch_loader` uses it while
     #: ``collate_fn`` is the default one and no subclass below overrides ``__getitem__`` alone.
-    get_batch: ClassVar[Callable[..., Any] | None] = None
+    get_collated_batch: ClassVar[Callable[..., Any] | None] = None
 
     def __getitems__(self, indices: list[int]) -> Any:
         """The items of one batch (torch's batched fetch): a :class:`Collated` batch from
-        :meth:`get_batch` when it applies (see there), else the list of items."""
+        :meth:`get_collated_batch` when it applies (see there), else the list of items."""
         if type(indices) is _EpochBatch and self._reads_batches():
-            return Collated(self.get_batch(indices))  # type: ignore[misc]
+            return Collated(self.get_collated_batch(indices))  # type: ignore[misc]
         return [self[i] for i in indices]
 
     def _reads_batches(self) -> bool:
-        """Whether :meth:`get_batch` stands for ``collate_fn`` over ``__getitem__`` for this dataset."""
+        """Whether :meth:`get_collated_batch` stands for ``collate_fn`` over ``__getitem__`` for this dataset."""
         cls = type(self)
-        return (self.collate_fn is data.default_collate and cls.get_batch is not None
-                and _defining_class(cls, "get_batch") is _defining_class(cls, "__getitem__"))
+        return (self.collate_fn is data.default_collate and cls.get_collated_batch is not None
+                and _defining_class(cls, "get_collated_batch") is _defining_class(cls, "__getitem__"))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the data order of ``epoch`` (called by the engine before each epoch)."""

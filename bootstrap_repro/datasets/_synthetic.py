@@ -52,7 +52,7 @@ class Synthetic(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {"data": self.data[index], "class_id": self.class_id[index], "index": index}
 
-    def get_batch(self, indices: list[int]) -> dict[str, Any]:
+    def get_collated_batch(self, indices: list[int]) -> dict[str, Any]:
         """The batch of ``indices`` in one indexing per tensor: equal to ``default_collate`` of the items."""
         ids = torch.tensor(indices, dtype=torch.int64)
         return {"data": self.data[ids], "class_id": self.class_id[ids], "index": ids}

@@ -1,4 +1,4 @@
-"""Batches read whole (``Dataset.get_batch``): the same batches as item by item, only faster.
+"""Batches read whole (``Dataset.get_collated_batch``): the same batches as item by item, only faster.
 
 The built-in in-memory datasets index their tensors once per batch instead of once per item.
 What must not change: the order, the worker seeds, the values (bitwise, dtype, shape), a
@@ -80,7 +80,7 @@ def test_a_distributed_sampler_gives_its_share():
 
 
 class Noisy(Synthetic):
-    """A plugin's subclass that changes items and leaves ``get_batch`` alone."""
+    """A plugin's subclass that changes items and leaves ``get_collated_batch`` alone."""
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = super().__getitem__(index)
@@ -93,8 +93,8 @@ class Both(Synthetic):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {**super().__getitem__(index), "flag": 1}
 
-    def get_batch(self, indices: list[int]) -> dict[str, Any]:
-        return {**super().get_batch(indices), "flag": torch.ones(len(indices), dtype=torch.int64)}
+    def get_collated_batch(self, indices: list[int]) -> dict[str, Any]:
+        return {**super().get_collated_batch(indices), "flag": torch.ones(len(indices), dtype=torch.int64)}
 
 
 def test_a_subclass_that_overrides_getitem_alone_is_read_item_by_item():
