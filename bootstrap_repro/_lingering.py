@@ -9,7 +9,9 @@ raised on the waiting thread.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable
 
 __all__ = ["LingeringWorker"]
@@ -34,20 +36,31 @@ class LingeringWorker:
         self._done = 0  # jobs done (or replaced by a later one that is done)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        _WORKERS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: no thread (it did not survive the fork), a fresh lock, none of the parent's jobs."""
+        self._cond = threading.Condition(threading.Lock())
+        self._job, self._thread, self._submitted, self._done = None, None, 0, 0
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` on the thread (started when none lingers), after the one running, if any."""
         with self._cond:
             self._job = job
             self._submitted += 1
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
             else:
                 self._cond.notify_all()
 
     def join(self) -> None:
-        """Block until every job handed over so far is done (or the thread is gone)."""
+        """Block until every job handed over so far is done (or the thread is gone).
+
+        Raises RuntimeError on the worker's own thread (a job waiting for itself would never end).
+        """
+        if self._thread is threading.current_thread():
+            raise RuntimeError(f"{self.name}: a job waited for its own worker (it would wait forever)")
         with self._cond:
             target = self._submitted
             while self._done < target and self._thread is not None and self._thread.is_alive():
@@ -88,3 +101,14 @@ class LingeringWorker:
                 with cond:
                     self._done = max(self._done, covered)
                     cond.notify_all()
+
+
+_WORKERS: weakref.WeakSet[LingeringWorker] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for worker in list(_WORKERS):
+        worker._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -65,3 +65,35 @@ def test_join_returns_at_once_with_nothing_handed_over():
     t0 = time.monotonic()
     worker.wait()
     assert time.monotonic() - t0 < 0.5 and worker.idle and worker._thread is None
+
+
+def test_a_job_that_waits_for_its_own_worker_fails_instead_of_hanging():
+    worker = LingeringWorker("test-worker")
+    worker.submit(worker.wait)
+    with pytest.raises(RuntimeError, match="waited for its own worker"):
+        worker.wait()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_its_own_jobs():
+    """A worker whose thread started before a fork: in the child there is no thread, and a submit starts one."""
+    import os
+
+    worker = LingeringWorker("test-worker", linger=30)
+    worker.submit(lambda: None)
+    worker.wait()
+    assert worker._thread is not None and worker._thread.is_alive()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether the job ran, then leave at once
+        ran: list[int] = []
+        try:
+            worker.submit(lambda: ran.append(1))
+            worker.wait()
+        finally:
+            os.write(write, b"ran" if ran else b"lost")
+            os._exit(0)
+    os.close(write)
+    got = os.read(read, 16)
+    os.waitpid(pid, 0)
+    assert got == b"ran"

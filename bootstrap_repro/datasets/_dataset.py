@@ -273,6 +273,14 @@ class Dataset(data.Dataset, abc.ABC):
     #: ``collate_fn`` is the default one and no subclass below overrides ``__getitem__`` alone.
     get_collated_batch: ClassVar[Callable[..., Any] | None] = None
 
+    #: The ``__getitem__`` a class's ``get_collated_batch`` was written with (set when the class is made).
+    _paired_getitem: ClassVar[Any] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "get_collated_batch" in vars(cls):
+            cls._paired_getitem = cls.__getitem__
+
     def __getitems__(self, indices: list[int]) -> Any:
         """The items of one batch (torch's batched fetch): a :class:`Collated` batch from
         :meth:`get_collated_batch` when it applies (see there), else the list of items."""
@@ -281,10 +289,14 @@ class Dataset(data.Dataset, abc.ABC):
         return [self[i] for i in indices]
 
     def _reads_batches(self) -> bool:
-        """Whether :meth:`get_collated_batch` stands for ``collate_fn`` over ``__getitem__`` for this dataset."""
+        """Whether :meth:`get_collated_batch` stands for ``collate_fn`` over ``__getitem__`` for this dataset:
+        the default ``collate_fn``, and the ``__getitem__`` in use is the one the method was written with (not
+        one a subclass overrides alone, nor one patched onto the class later)."""
         cls = type(self)
-        return (self.collate_fn is data.default_collate and cls.get_collated_batch is not None
-                and _defining_class(cls, "get_collated_batch") is _defining_class(cls, "__getitem__"))
+        owner = _defining_class(cls, "get_collated_batch")
+        return (self.collate_fn is data.default_collate and owner is not None and owner is not Dataset
+                and callable(getattr(self, "get_collated_batch", None))
+                and getattr(owner, "_paired_getitem", None) is cls.__getitem__)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the data order of ``epoch`` (called by the engine before each epoch)."""

@@ -40,12 +40,17 @@ class DistInfo:
 
 
 def dist_info() -> DistInfo:
-    """Read torchrun's environment variables."""
+    """Read torchrun's environment variables.
+
+    A process alone (``WORLD_SIZE`` unset or 1) is rank 0 whatever ``RANK`` says: a stray ``RANK=1``
+    left in a shell must not make a single run write no checkpoint.
+    """
     try:
-        return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+        info = DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                         int(os.environ.get("LOCAL_RANK", 0)))
     except ValueError:
         return DistInfo()
+    return info if info.enabled else DistInfo()
 
 
 def init_process_group(info: DistInfo, device: torch.device) -> torch.device:

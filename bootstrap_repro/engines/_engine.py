@@ -445,11 +445,8 @@ class Engine(SeedEngineAPI):
                             continue
                         if read_now:  # in host memory: read in place, nothing kept alive
                             v = v.item()
-                        else:
-                            if v.dim():
-                                v = v.reshape(())
-                            if v.requires_grad:
-                                v = v.detach()
+                        else:  # a copy: a tensor the model updates in place (a running count) keeps this batch's value
+                            v = v.detach().reshape(()).clone()
                     elif not isinstance(v, (int, float)) or isinstance(v, bool):
                         continue
                     slot = slots.get(k)

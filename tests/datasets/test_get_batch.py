@@ -133,3 +133,38 @@ def test_another_loader_over_the_dataset_gets_items():
     items = ds.__getitems__([3, 1])  # a plain list of indices: a list of items
     assert isinstance(items, list) and [it["index"] for it in items] == [3, 1]
     assert all(torch.equal(a["data"], ds[i]["data"]) for a, i in zip(items, [3, 1]))
+
+
+def test_turned_off_on_one_dataset_reads_items():
+    ds = synthetic()
+    ds.get_collated_batch = None  # type: ignore[assignment]
+    assert not ds._reads_batches()
+    items = synthetic()
+    items.collate_fn = item_by_item
+    assert_same_batches(read(ds), read(items))
+
+
+def test_a_getitem_patched_onto_the_class_later_is_used(monkeypatch):
+    """A test or plugin that patches ``Synthetic.__getitem__`` gets its items in the batches too."""
+    original = Synthetic.__getitem__
+    monkeypatch.setattr(Synthetic, "__getitem__", lambda self, i: {**original(self, i), "data": torch.zeros(5)})
+    ds = synthetic()
+    assert not ds._reads_batches()
+    assert all(bool((b["data"] == 0).all()) for b in ds.make_batch_loader())
+
+
+class BatchMixin:
+    """A mixin that is not a Dataset: its get_collated_batch was not written with any __getitem__."""
+
+    def get_collated_batch(self, indices: list[int]) -> dict[str, Any]:
+        return {"data": torch.full((len(indices), 5), -1.0)}
+
+
+class Mixed(BatchMixin, Synthetic):
+    pass
+
+
+def test_a_get_collated_batch_from_a_plain_mixin_is_not_trusted():
+    ds = Mixed("train", nb_items=20, nb_classes=3, dim=5, batch_size=8)
+    assert not ds._reads_batches()
+    assert all(bool((b["data"] != -1.0).all()) for b in ds.make_batch_loader())

@@ -169,3 +169,14 @@ def test_only_rank0_cleans_the_exp_dir_when_loading(tmp_path, tiny_file):
         Checkpointer(exp).load(engine, "last")
         assert engine.state.epoch > 0
         assert [p.exists() for p in in_flight] == [kept, kept], rank
+
+
+def test_a_stray_rank_without_a_world_size_is_a_single_run(monkeypatch):
+    """``RANK=1`` left in a shell, ``WORLD_SIZE`` unset: one process, so it is rank 0 and writes."""
+    from bootstrap_repro.engines._distributed import dist_info
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert dist_info().is_rank0 and not dist_info().enabled
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not dist_info().is_rank0 and dist_info().enabled

@@ -176,3 +176,34 @@ def test_hook_plugins_from_option_and_environment(tiny_options, tmp_path, monkey
     res = run(tiny_options({"engine": {"hooks": ["hook_plugin_a"]}}), handle_signals=False)
     text = (res.exp_dir / "logs.txt").read_text()
     assert "plugin A saw the end" in text and "plugin B epoch 2" in text
+
+
+class _RunningCount(torch.nn.Module):
+    """A model whose output ``seen`` is a buffer it updates in place each batch (a running count)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+        self.register_buffer("seen", torch.zeros(()))
+
+    def forward(self, batch):
+        self.seen.add_(len(batch["data"]))
+        scores = torch.log_softmax(self.lin(batch["data"]), 1)
+        return {"loss": torch.nn.functional.nll_loss(scores, batch["class_id"]), "seen": self.seen}
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["host", "device-path"])
+def test_a_value_updated_in_place_is_logged_as_it_was_at_its_batch(on_device):
+    """On CPU the values are read at once; on the device path they are copies, not the live tensor."""
+    from bootstrap_repro.datasets import Synthetic
+    from bootstrap_repro.options import DEFAULTS, Options, merge
+
+    logger = Logger(activate=False, echo=False)
+    engine = Engine(Options(merge(DEFAULTS, {"engine": {"print_freq": 0}})), logger=logger)
+    engine._nan_on_device = on_device
+    model = _RunningCount()
+    ds = Synthetic("train", nb_items=48, nb_classes=3, dim=4, batch_size=16, shuffle=False)
+    means = engine._loop("train", True, model, ds, torch.optim.SGD(model.parameters(), lr=0.1), 0, flush=False)
+    logger.materialize()
+    assert logger.values["train_batch.seen"] == [16.0, 32.0, 48.0]
+    assert means["seen"] == 32.0
