@@ -9,6 +9,7 @@ raised on the waiting thread.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import weakref
@@ -24,7 +25,8 @@ class LingeringWorker:
     :meth:`submit` starts a new one.  Only the latest job waiting to start is kept: a job handed
     over while another still waits replaces it, and counts as done for both (a commit of newer
     states, an fdatasync that covers the earlier lines too).  The first error a job raises is kept
-    and raised by the next :meth:`wait`.
+    and raised by the next :meth:`wait`.  Jobs handed over are finished before the interpreter
+    exits (atexit).
     """
 
     def __init__(self, name: str, linger: float = 30.0) -> None:
@@ -111,4 +113,11 @@ def _reset_after_fork() -> None:
         worker._after_fork()
 
 
+def _finish_all() -> None:
+    """At exit: finish the jobs handed over (a checkpoint commit, a journal fdatasync); the threads are daemons."""
+    for worker in list(_WORKERS):
+        worker.join()
+
+
 os.register_at_fork(after_in_child=_reset_after_fork)
+atexit.register(_finish_all)

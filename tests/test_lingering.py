@@ -97,3 +97,20 @@ def test_a_forked_child_runs_its_own_jobs():
     got = os.read(read, 16)
     os.waitpid(pid, 0)
     assert got == b"ran"
+
+
+def test_a_job_handed_over_is_finished_before_the_interpreter_exits(tmp_path):
+    """A checkpoint commit or a journal fdatasync in flight when the script ends is not lost (atexit)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    out = tmp_path / "done"
+    script = textwrap.dedent(f"""
+        import time
+        from bootstrap_repro._lingering import LingeringWorker
+        worker = LingeringWorker("test-worker")
+        worker.submit(lambda: (time.sleep(0.5), open({str(out)!r}, "w").write("ok")))
+    """)  # the script ends at once: only the exit hook waits for the job
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert out.read_text() == "ok"

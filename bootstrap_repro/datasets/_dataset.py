@@ -179,8 +179,7 @@ class _Reseeding(data.Dataset):  # type: ignore[type-arg]
         seed = getattr(batch, "seed", None)
         if seed is not None and seed != self._seed:
             self._reseed(seed, batch.epoch)  # type: ignore[attr-defined]
-        getitems = getattr(self.dataset, "__getitems__", None)
-        return getitems(batch) if getitems is not None else [self.dataset[i] for i in batch]
+        return self.dataset.__getitems__(batch)
 
     def _reseed(self, base_seed: int, epoch: int) -> None:
         """What ``torch.utils.data``'s worker loop does at a worker's start, with this epoch's base seed."""
@@ -321,19 +320,12 @@ class Dataset(data.Dataset, abc.ABC):
         batch_size = self.batch_size if batch_size is None else batch_size
         if self.nb_threads > 0 and self.persistent_workers:
             return self._persistent_loader(batch_size, shuffle)
-        generator = self.make_generator()
-        return data.DataLoader(
-            self,
-            batch_sampler=self._batch_sampler(batch_size, shuffle, generator),
-            num_workers=self.nb_threads,
-            collate_fn=_CollateOrPass(self.collate_fn),
-            pin_memory=self.pin_memory,
-            worker_init_fn=seed_worker,
-            generator=generator,
-        )
+        return self._new_loader(batch_size, shuffle, persistent=False)
 
-    def _batch_sampler(self, batch_size: int, shuffle: bool, generator: torch.Generator) -> _EpochBatchSampler:
-        """The batches of indices, as ``DataLoader(shuffle=, sampler=, batch_size=, drop_last=)`` makes them."""
+    def _new_loader(self, batch_size: int, shuffle: bool, persistent: bool) -> data.DataLoader:
+        """A loader over this dataset for the current epoch; its batches are those of
+        ``DataLoader(shuffle=, sampler=, batch_size=, drop_last=, generator=)``, tagged (:class:`_EpochBatch`)."""
+        generator = self.make_generator()
         if self.sampler is not None:
             sampler: data.Sampler[int] = self.sampler
         elif shuffle:
@@ -342,7 +334,16 @@ class Dataset(data.Dataset, abc.ABC):
             sampler = data.SequentialSampler(self)
         batches = _EpochBatchSampler(sampler, batch_size, self.drop_last)
         batches.epoch = self.epoch
-        return batches
+        return data.DataLoader(
+            _Reseeding(self, seed_worker) if persistent else self,
+            batch_sampler=batches,
+            num_workers=self.nb_threads,
+            collate_fn=_CollateOrPass(self.collate_fn),
+            pin_memory=self.pin_memory,
+            worker_init_fn=seed_worker,
+            generator=generator,
+            persistent_workers=persistent,
+        )
 
     def _persistent_loader(self, batch_size: int, shuffle: bool) -> data.DataLoader:
         """This dataset's loader with persistent workers, set to the current epoch.
@@ -361,17 +362,7 @@ class Dataset(data.Dataset, abc.ABC):
                 batches.seed = int(torch.empty((), dtype=torch.int64).random_(generator=loader.generator).item())
             batches.epoch = self.epoch
             return loader
-        generator = self.make_generator()
-        loader = data.DataLoader(
-            _Reseeding(self, seed_worker),
-            batch_sampler=self._batch_sampler(batch_size, shuffle, generator),
-            num_workers=self.nb_threads,
-            collate_fn=_CollateOrPass(self.collate_fn),
-            pin_memory=self.pin_memory,
-            worker_init_fn=seed_worker,
-            generator=generator,
-            persistent_workers=True,
-        )
+        loader = self._new_loader(batch_size, shuffle, persistent=True)
         self.__dict__["_persistent"] = (key, loader)
         return loader
 

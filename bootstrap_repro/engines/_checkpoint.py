@@ -11,11 +11,9 @@ state and plain optimizer state are mapped to ours (:mod:`bootstrap_repro.engine
 
 from __future__ import annotations
 
-import atexit
 import copy
 import random
 import re
-import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -177,7 +175,6 @@ class Checkpointer:
                 logs_synced()
             commit_group(self.dir, "ckpt", writers, links)
 
-        _LIVE.add(self)
         self._commits.submit(job)
 
     def wait(self, *, durable: bool = True) -> None:
@@ -402,17 +399,6 @@ def _groups_mismatch(want: Mapping[str, Any], got: Any) -> str | None:
 
 
 #: Checkpointers whose commit thread is alive: a commit in flight is finished before the interpreter exits.
-_LIVE: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
-
-
-def _finish_commits() -> None:
-    for checkpointer in list(_LIVE):
-        checkpointer._commits.join()
-
-
-atexit.register(_finish_commits)
-
-
 def _stat_key(path: Path) -> tuple[int, ...] | None:
     """What changes when a file is replaced or written: device, inode, size, mtime, ctime (None: no file)."""
     try:
