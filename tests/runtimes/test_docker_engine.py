@@ -494,13 +494,17 @@ def test_rerun_of_a_docker_experiment_uses_the_recorded_image(engine, tmp_path):
 
 # --------------------------------------------------------------------------- sweeps with trials in containers
 def docker_sweep(root: Path, engine, **sweep: object) -> Path:
-    """A 3-trial sweep over TINY whose trials run in Docker: lr 0.1 and 0.05 learn, lr 1e-12 cannot and is pruned."""
-    lrs = [0.1, 0.05, 1e-12]
+    """A 3-trial sweep over TINY whose trials run in Docker: two trials with lr 0.1 learn, lr 1e-12 cannot and is pruned.
+
+    Deterministic with 2 workers: trials 0 and 1 run side by side with the same lr and seed, so they report
+    the same values and the median pruner cannot prune either, whichever completes first (equal is not
+    worse).  Trial 2 starts only when one of them has completed, so the pruner has its startup trial.
+    """
     return write_sweep(root, options={"engine": {"nb_epochs": 3}, "runtime": {"name": "docker"}},
                        sweep={"n_trials": 3, "jobs": 2, "pruner": {"name": "median", "n_warmup_steps": 0,
                                                                    "n_startup_trials": 1}, **sweep},
-                       params={"optimizer.lr": {"type": "categorical", "choices": lrs}},
-                       enqueue=[{"optimizer.lr": lr} for lr in lrs])
+                       params={"optimizer.lr": {"type": "categorical", "choices": [0.1, 1e-12]}},
+                       enqueue=[{"optimizer.lr": lr} for lr in (0.1, 0.1, 1e-12)])
 
 
 def check_docker_trials(sweep_dir: Path, trials: list, engine, stdout: str) -> None:
@@ -514,6 +518,7 @@ def check_docker_trials(sweep_dir: Path, trials: list, engine, stdout: str) -> N
         assert json.loads((d / "sweep_trial.json").read_text())["state"] == t.state.name  # written in the container
         assert owners(d) == {(os.getuid(), os.getgid())}
         assert list(t.intermediate_values) == ([0] if n == 2 else [0, 1, 2])  # reported from inside
+    assert by_number[0].intermediate_values == by_number[1].intermediate_values  # why neither can be pruned
     logs = json.loads((sweep_dir / "trials" / "0002" / "logs.json").read_text())
     assert logs["eval_epoch.epoch"] == [0]  # stopped by the pruner, logs intact
     assert (sweep_dir / "view.html").is_file()
