@@ -121,8 +121,13 @@ def commit_group(
     name: str,
     writers: Mapping[str, Callable[[IO[bytes]], None]],
     links: Mapping[str, str] | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> None:
     """Replace several files of ``directory`` as one unit, in 5 fsyncs (3 files: 3 + 2).
+
+    ``before_commit`` runs once the staged files are durable, before the commit point: what the
+    group must never be ahead of (a checkpoint: its logs' sync) is waited for there, while the
+    files were being written.
 
     1. Stage: every file is written under ``<file>.<token>.staged`` (all writes first, then one
        fsync per file, so the disk can merge them); ``links`` maps extra names to a name of
@@ -173,6 +178,13 @@ def commit_group(
         for tmp_name in staged.values():
             (directory / tmp_name).unlink(missing_ok=True)
         raise
+    if before_commit is not None:
+        try:
+            before_commit()
+        except BaseException:
+            for tmp_name in staged.values():
+                (directory / tmp_name).unlink(missing_ok=True)
+            raise
     _fsync_dir(directory)  # staged files durable; so are the previous commit's renames
     for marker in previous:
         marker.unlink(missing_ok=True)

@@ -356,8 +356,8 @@ class Logger(Activatable):
     def log_message(self, *message: Any, level: str = "INFO", print_header: bool = True) -> None:
         """Print a message and append it to the text file."""
         lvl = LEVELS.get(level.upper(), 20)
-        text = " ".join(str(m) for m in message)
-        line = f"[{level[0].upper()} {_dt.datetime.now():%Y-%m-%d %H:%M:%S}] {_caller()}: {text}" if print_header else text
+        text = message[0] if len(message) == 1 and type(message[0]) is str else " ".join(str(m) for m in message)
+        line = f"[{level[0].upper()} {_now_text()}] {_caller()}: {text}" if print_header else text
         if self._txt is not None:
             self._txt.write(line + "\n")
             self._txt.flush()
@@ -686,6 +686,18 @@ def _fmt(v: Any) -> str:
 #: Modules whose frames the message header skips to name the code that logged: this one, and
 #: wrappers such as the compatibility layer's ``bootstrap.lib.logger`` (which adds itself).
 CALLER_SKIP: set[str] = {__name__}
+
+
+_clock_text: tuple[int, str] = (-1, "")
+
+
+def _now_text() -> str:
+    """The local time as ``%Y-%m-%d %H:%M:%S``, formatted once per second (a progress line every few ms)."""
+    global _clock_text
+    sec = int(time.time())
+    if _clock_text[0] != sec:
+        _clock_text = (sec, f"{_dt.datetime.fromtimestamp(sec):%Y-%m-%d %H:%M:%S}")
+    return _clock_text[1]
 
 
 def _caller() -> str:

@@ -113,3 +113,32 @@ def test_resume_reads_again_a_checkpoint_file_changed_since_it_was_verified(tiny
     ck.load(engine, "last")
     got = engine.model.state_dict()
     assert all(torch.equal(got[k], state[k]) for k in state if k in got)
+
+
+def test_a_checkpoint_is_staged_while_its_logs_sync_and_commits_only_after(tiny_file, tmp_path):
+    """The logs' fdatasync overlaps the checkpoint's writes, but the commit point waits for it."""
+    import threading
+
+    from bootstrap_repro.engines import Checkpointer
+
+    res = run(Options.load(tiny_file(), []), handle_signals=False)
+    assert res.status == "COMPLETED"
+    synced, entered = threading.Event(), threading.Event()
+
+    def slow_sync() -> None:
+        entered.set()
+        assert synced.wait(30)
+
+    res.engine.logger.sync = slow_sync
+    exp = tmp_path / "ck"
+    exp.mkdir()
+    ck = Checkpointer(exp)
+    ck.save(res.engine, ["last"])
+    assert entered.wait(30)
+    names = sorted(p.name for p in exp.iterdir())
+    assert len([n for n in names if n.endswith(".staged")]) == 3  # written while the logs sync
+    assert not [n for n in names if n.endswith(".commit") or n.endswith(".pth.tar")]  # not committed
+    synced.set()
+    ck.wait()
+    assert sorted(p.name for p in exp.iterdir()) == [
+        "ckpt_last_engine.pth.tar", "ckpt_last_model.pth.tar", "ckpt_last_optimizer.pth.tar"]

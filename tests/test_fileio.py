@@ -84,6 +84,35 @@ def test_a_commit_costs_five_fsyncs_and_the_sixth_is_shared(tmp_path, monkeypatc
     assert counts == {"file": 12, "dir": 9}
 
 
+def test_before_commit_runs_with_the_files_staged_and_before_the_commit_point(tmp_path):
+    fileio.commit_group(tmp_path, "ckpt", _group(tmp_path, "v1"))
+    fileio.settle_group(tmp_path, "ckpt")
+    seen = {}
+
+    def before() -> None:  # e.g. the logs' fdatasync a checkpoint must never be ahead of
+        seen["staged"] = sorted(n for n in _files(tmp_path) if n.endswith(".staged"))
+        seen["markers"] = [n for n in _files(tmp_path) if n.endswith(".commit")]
+        seen["targets"] = {p.name: p.read_text() for p in tmp_path.glob("*.bin")}
+
+    fileio.commit_group(tmp_path, "ckpt", _group(tmp_path, "v2"), before_commit=before)
+    assert len(seen["staged"]) == 3 and seen["markers"] == []  # written, not committed
+    assert set(seen["targets"].values()) == {"v1-a.bin", "v1-b.bin", "v1-c.bin"}
+    assert {p.read_text() for p in tmp_path.glob("*.bin")} == {"v2-a.bin", "v2-b.bin", "v2-c.bin"}
+
+
+def test_a_failing_before_commit_leaves_the_old_files_and_no_staged_ones(tmp_path):
+    fileio.commit_group(tmp_path, "ckpt", _group(tmp_path, "v1"))
+    fileio.settle_group(tmp_path, "ckpt")
+
+    def sync_failed() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        fileio.commit_group(tmp_path, "ckpt", _group(tmp_path, "v2"), before_commit=sync_failed)
+    assert _files(tmp_path) == ["a.bin", "b.bin", "c.bin"]
+    assert {p.read_text() for p in tmp_path.iterdir()} == {"v1-a.bin", "v1-b.bin", "v1-c.bin"}
+
+
 def test_crash_after_marker_rolls_forward(tmp_path, monkeypatch):
     fileio.commit_group(tmp_path, "ckpt", _group(tmp_path, "v1"))
     calls = []

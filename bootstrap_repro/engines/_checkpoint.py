@@ -162,20 +162,13 @@ class Checkpointer:
         links = {self.path(n, part).name: self.path(first, part).name for n in others for part in objs}
         # The logger's flushed values are fdatasync'd off the training thread: the ones this checkpoint counts
         # (logs_lengths) are on disk before it commits, so a power loss never leaves a checkpoint ahead of its logs.
+        # It is waited for after the files are staged, before the commit point: the journal's sync overlaps the writes.
         logs_synced = getattr(engine.logger, "sync", None)
         self._unsettled = True
         if not self.background:
-            if logs_synced is not None:
-                logs_synced()
-            commit_group(self.dir, "ckpt", writers, links)
+            commit_group(self.dir, "ckpt", writers, links, before_commit=logs_synced)
             return
-
-        def job() -> None:
-            if logs_synced is not None:
-                logs_synced()
-            commit_group(self.dir, "ckpt", writers, links)
-
-        self._commits.submit(job)
+        self._commits.submit(lambda: commit_group(self.dir, "ckpt", writers, links, before_commit=logs_synced))
 
     def wait(self, *, durable: bool = True) -> None:
         """Block until the last save is committed; re-raise its error.
