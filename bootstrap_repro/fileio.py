@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -144,10 +145,11 @@ def commit_group(
     :func:`recover_groups`); a crash after it is rolled forward by :func:`recover_groups`.
     """
     directory = Path(directory)
-    previous = _markers(directory, name)
+    names = _names(directory)  # one listing for the markers and their staged files
+    previous = _markers(directory, name, names)
     if previous:  # a commit that failed between its marker and its renames: finish it first
         for marker in previous:
-            _roll_forward_marker(directory, marker)
+            _roll_forward_marker(directory, marker, names)
     token = f"{time.time_ns():016x}{os.urandom(3).hex()}"
     staged: dict[str, str] = {}
     files: list[Any] = []
@@ -223,21 +225,35 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _markers(directory: Path, name: str) -> list[Path]:
+def _names(directory: Path) -> list[str]:
+    """The entries of ``directory`` that a ``*`` glob matches (not hidden), listed once for a commit's lookups."""
+    try:
+        return [n for n in os.listdir(directory) if not n.startswith(".")]
+    except OSError:
+        return []
+
+
+def _markers(directory: Path, name: str, names: list[str] | None = None) -> list[Path]:
     """The commit markers ``<name>.<token>.commit`` of ``directory``, oldest first."""
-    return sorted(m for m in directory.glob(f"{glob.escape(name)}.*{MARKER_SUFFIX}")
-                  if (hit := _MARKER_RE.fullmatch(m.name)) and hit.group(1) == name and not m.is_symlink())
+    found = []
+    for n in _names(directory) if names is None else names:
+        if n.endswith(MARKER_SUFFIX) and (hit := _MARKER_RE.fullmatch(n)) and hit.group(1) == name:
+            marker = directory / n
+            if not marker.is_symlink():
+                found.append(marker)
+    return sorted(found)
 
 
-def _marker_staged(directory: Path, marker: Path) -> dict[str, str]:
+def _marker_staged(directory: Path, marker: Path, names: list[str] | None = None) -> dict[str, str]:
     """``{target: staged name}`` for the staged files of ``marker``'s commit still in ``directory``."""
-    token = marker.name[: -len(MARKER_SUFFIX)].rsplit(".", 1)[1]  # hex: no glob character
+    token = marker.name[: -len(MARKER_SUFFIX)].rsplit(".", 1)[1]  # hex
     suffix = f".{token}{_STAGED_SUFFIX}"
-    return {p.name[: -len(suffix)]: p.name for p in directory.glob(f"*{suffix}")}
+    return {n[: -len(suffix)]: n for n in (_names(directory) if names is None else names)
+            if n.endswith(suffix) and len(n) > len(suffix)}
 
 
-def _roll_forward_marker(directory: Path, marker: Path) -> bool:
-    staged = _marker_staged(directory, marker)
+def _roll_forward_marker(directory: Path, marker: Path, names: list[str] | None = None) -> bool:
+    staged = _marker_staged(directory, marker, names)
     _roll_forward(directory, staged)
     return bool(staged)
 
@@ -252,12 +268,22 @@ def _roll_forward(directory: Path, staged: Mapping[str, str]) -> None:
     directory (a crafted journal: ``../``, absolute paths, symlinks) are ignored."""
     if not isinstance(staged, Mapping):
         return
+    base = os.fspath(directory)
     for fname, tmp_name in staged.items():
         if not (_plain_name(fname) and _plain_name(tmp_name) and str(tmp_name).endswith(_STAGED_SUFFIX)):
             continue
-        tmp = directory / tmp_name
-        if tmp.is_file() and not tmp.is_symlink() and not (directory / fname).is_symlink():
-            os.replace(tmp, directory / fname)
+        tmp, target = os.path.join(base, tmp_name), os.path.join(base, fname)
+        try:
+            if not stat.S_ISREG(os.lstat(tmp).st_mode):  # a regular file, not a link to one
+                continue
+        except OSError:
+            continue
+        try:
+            if stat.S_ISLNK(os.lstat(target).st_mode):
+                continue
+        except OSError:  # no target yet
+            pass
+        os.replace(tmp, target)
 
 
 def recover_groups(directory: PathLike) -> list[str]:

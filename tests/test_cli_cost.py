@@ -7,6 +7,7 @@ the process ends with the garbage collector frozen (Python's shutdown then has n
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import textwrap
@@ -142,3 +143,42 @@ def test_a_checkpoint_is_staged_while_its_logs_sync_and_commits_only_after(tiny_
     ck.wait()
     assert sorted(p.name for p in exp.iterdir()) == [
         "ckpt_last_engine.pth.tar", "ckpt_last_model.pth.tar", "ckpt_last_optimizer.pth.tar"]
+
+
+def test_rng_words_are_saved_as_bytes_and_the_older_list_form_still_restores():
+    """An engine file pickles the generators' words as two bytes objects, not ~1,250 ints (each a Python call
+    on the commit thread); a file of the older form (lists of ints) restores the same generators."""
+    import pickle
+    import random
+
+    import numpy as np
+    import torch
+
+    from bootstrap_repro.engines._checkpoint import rng_state, set_rng_state
+
+    random.seed(3)
+    np.random.seed(4)
+    torch.manual_seed(5)
+    np.random.randn()  # a cached gaussian is part of NumPy's state
+    state = rng_state()
+    assert isinstance(state["python"][1], bytes) and isinstance(state["numpy"][1], bytes)
+    calls = []
+
+    class Counting(pickle.Pickler):
+        def persistent_id(self, obj):
+            calls.append(obj)
+
+    Counting(io.BytesIO()).dump(state)
+    assert len(calls) < 60, len(calls)
+    draws = (random.random(), np.random.rand(), np.random.randn(), torch.rand(1).item())
+    older = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    older["numpy"] = (name, keys.tolist(), pos, has_gauss, cached)
+    later = (random.random(), np.random.rand())
+    saved = io.BytesIO()
+    torch.save(state, saved)
+    saved.seek(0)
+    set_rng_state(torch.load(saved, weights_only=True))  # what a resume reads back
+    assert (random.random(), np.random.rand(), np.random.randn(), torch.rand(1).item()) == draws
+    set_rng_state(older)
+    assert (random.random(), np.random.rand()) == later

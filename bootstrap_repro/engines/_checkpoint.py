@@ -11,9 +11,11 @@ state and plain optimizer state are mapped to ours (:mod:`bootstrap_repro.engine
 
 from __future__ import annotations
 
+import array
 import copy
 import random
 import re
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,14 +36,38 @@ FORMAT = 1
 PARTS = ("engine", "model", "optimizer")
 
 
+def _u32_bytes(words: Any) -> bytes:
+    """32-bit words (a Mersenne Twister state) as little-endian bytes: one object to pickle, not 625 ints."""
+    arr = array.array("I", words) if array.array("I").itemsize == 4 else array.array("L", words)
+    if sys.byteorder == "big":
+        arr.byteswap()
+    return arr.tobytes()
+
+
+def _u32_words(data: bytes) -> list[int]:
+    arr = array.array("I") if array.array("I").itemsize == 4 else array.array("L")
+    arr.frombytes(bytes(data))
+    if sys.byteorder == "big":
+        arr.byteswap()
+    return arr.tolist()
+
+
 def rng_state() -> dict[str, Any]:
-    """Every RNG the run may draw from."""
-    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    """Every RNG the run may draw from.
+
+    The Mersenne Twister words of Python's and NumPy's generators are kept as bytes
+    (:func:`_u32_bytes`): an engine file then pickles a few objects instead of ~1,250 ints, each a
+    call into Python on the commit thread that holds the interpreter lock against the training loop.
+    :func:`set_rng_state` also reads the older list form.
+    """
+    version, words, gauss = random.getstate()
+    state: dict[str, Any] = {"python": (version, _u32_bytes(words), gauss), "torch": torch.get_rng_state()}
     try:
         import numpy as np
 
         name, keys, pos, has_gauss, cached = np.random.get_state()
-        state["numpy"] = (name, keys.tolist(), pos, has_gauss, cached)
+        state["numpy"] = (name, _u32_bytes(keys.tolist()) if keys.dtype.itemsize != 4 else
+                          keys.astype("<u4", copy=False).tobytes(), pos, has_gauss, cached)
     except ImportError:  # numpy is optional for torch
         pass
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -50,14 +76,17 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore :func:`rng_state` (CUDA states only when the GPUs match)."""
-    random.setstate(state["python"])
+    """Restore :func:`rng_state` (CUDA states only when the GPUs match); words as bytes or as a list."""
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(_u32_words(words) if isinstance(words, bytes) else words), gauss))
     torch.set_rng_state(state["torch"])
     if "numpy" in state:
         import numpy as np
 
         name, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        keys = np.frombuffer(keys, dtype="<u4").astype(np.uint32) if isinstance(keys, bytes) else np.asarray(
+            keys, dtype=np.uint32)
+        np.random.set_state((name, keys, pos, has_gauss, cached))
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
