@@ -383,7 +383,7 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     st = _STATE
-    if st is None:
+    if st is None or event not in _WATCHED:  # one lookup for the frequent others (builtins.id: each optimizer step)
         return
     if event == "open":
         path, mode, flags = args
@@ -426,6 +426,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 _PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn")
+#: Every event :func:`_audit` notes.
+_WATCHED = frozenset({"open", "os.listdir", "os.scandir", "os.putenv", "os.unsetenv", "glob.glob", "sqlite3.connect",
+                      "ctypes.dlopen", *_PROCESS_EVENTS})
 
 
 def _command_text(event: str, args: tuple[Any, ...]) -> str:
