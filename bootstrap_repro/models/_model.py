@@ -201,7 +201,10 @@ class Model(nn.Module):
             )
         met_out: Mapping[str, Any] = {}
         if metric is not None:
-            with torch.no_grad():
+            if torch.is_grad_enabled():
+                with torch.no_grad():
+                    met_out = metric(cri_out, net_out, batch) or {}
+            else:  # evaluation: no context to enter per batch
                 met_out = metric(cri_out, net_out, batch) or {}
         out: dict[str, Any] = dict(net_out) if isinstance(net_out, Mapping) else {"net_out": net_out}
         out.update(cri_out)

@@ -19,7 +19,7 @@ OUTPUTS = ("log_softmax", "logits")
 
 def batch_data(batch: Any) -> torch.Tensor:
     """``batch['data']`` for a dict batch, or the batch itself if it is a tensor."""
-    return batch["data"] if isinstance(batch, Mapping) else batch
+    return batch["data"] if type(batch) is dict or isinstance(batch, Mapping) else batch  # a dict skips the ABC check
 
 
 def _check_output(output: str) -> str:
@@ -64,7 +64,9 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, batch: Any) -> torch.Tensor:
-        x = batch_data(batch).flatten(1)
+        x = batch_data(batch)
+        if x.dim() != 2:  # a [B, features] batch is used as it is (flatten would return it unchanged)
+            x = x.flatten(1)
         if x.shape[1] != self.input_dim:
             raise OptionsError(
                 f"model.network.input_dim: is {self.input_dim} but batch['data'] has {x.shape[1]} "
