@@ -52,6 +52,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _stats import median_interval  # noqa: E402
+
 EPOCHS, ITEMS, DIM, CLASSES, BATCH = 5, 4096, 64, 10, 64
 VIEW = ["logs:train_epoch.loss+logs:eval_epoch.loss", "logs:eval_epoch.acctop1", "logs:train_batch.loss"]
 
@@ -241,9 +243,11 @@ def part1(pairs: int, cold: bool = False) -> None:
         for raw in ("raw", "raw-batched"):
             fit_r = [g["cli"][0] / g[raw][0] for g in got_all]
             wall_r = [g["cli"][1] / g[raw][1] for g in got_all]
+            (fl, fh), (wl, wh) = median_interval(fit_r), median_interval(wall_r)
             print(f"vs {raw}: median fit cli {med['cli_fit']:.3f}s, {raw} {med[raw + '_fit']:.3f}s; median ratio "
-                  f"{statistics.median(fit_r):.3f}x (goal <= 1.10) | median process cli {med['cli_wall']:.3f}s, {raw} "
-                  f"{med[raw + '_wall']:.3f}s; median ratio {statistics.median(wall_r):.3f}x (goal <= 1.05)")
+                  f"{statistics.median(fit_r):.3f}x (95 % interval {fl:.3f}-{fh:.3f}; goal <= 1.10) | median process "
+                  f"cli {med['cli_wall']:.3f}s, {raw} {med[raw + '_wall']:.3f}s; median ratio "
+                  f"{statistics.median(wall_r):.3f}x ({wl:.3f}-{wh:.3f}; goal <= 1.05)")
         print(f"median start-up: cli {med['cli_start']:.3f}s, raw {med['raw_start']:.3f}s; median end: cli "
               f"{med['cli_end']:.3f}s, raw {med['raw_end']:.3f}s")
 
@@ -288,8 +292,9 @@ def part2(pairs: int) -> None:
             on.append(got["on"]), off.append(got["off"])
             ratios.append(got["on"] / got["off"])
             print(f"pair {i}: view on {got['on']:.3f}s off {got['off']:.3f}s = {ratios[-1]:.3f}x | load {load()}")
+        low, high = median_interval(ratios)
         print(f"median fit: view on {statistics.median(on):.3f}s, off {statistics.median(off):.3f}s; median ratio "
-              f"{statistics.median(ratios):.3f}x (goal <= 1.05)")
+              f"{statistics.median(ratios):.3f}x (95 % interval {low:.3f}-{high:.3f}; goal <= 1.05)")
 
 
 def main() -> None:

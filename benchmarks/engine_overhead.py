@@ -39,6 +39,8 @@ from typing import Any
 
 import torch
 
+from _stats import median_interval
+
 #: The package timed: this repository's, or the one named by BENCH_ROOT (``--baseline``).
 ROOT = os.environ.get("BENCH_ROOT") or str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, ROOT)
@@ -102,15 +104,6 @@ def durable_save(obj: Any, path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def median_interval(ratios: list[float], draws: int = 2000) -> tuple[float, float]:
-    """A 95 % bootstrap interval of the median of ``ratios`` (resampled with a fixed seed)."""
-    import random
-
-    rng = random.Random(0)
-    meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(draws))
-    return meds[int(0.025 * draws)], meds[int(0.975 * draws) - 1]
 
 
 def hand_fit(exp_dir: Path, epochs: int, nb_items: int, durable: bool = False) -> float:
