@@ -4,9 +4,9 @@
 >>> for batch in engine.dataset['train'].make_batch_loader(): ...
 """
 
-from bootstrap_repro.datasets._dataset import Dataset, seed_worker
+from bootstrap_repro.datasets._dataset import Dataset, gather, seed_worker
 from bootstrap_repro.datasets._digits import Digits
 from bootstrap_repro.datasets._factory import DATASETS, factory
 from bootstrap_repro.datasets._synthetic import Synthetic
 
-__all__ = ["Dataset", "Digits", "Synthetic", "DATASETS", "factory", "seed_worker"]
+__all__ = ["Dataset", "Digits", "Synthetic", "DATASETS", "factory", "gather", "seed_worker"]

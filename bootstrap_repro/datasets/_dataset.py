@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import array
 import inspect
 import os
 import random
@@ -133,6 +134,25 @@ class _CollateOrPass:
 
     def __call__(self, items: Any) -> Any:
         return items.batch if type(items) is Collated else self.collate_fn(items)
+
+
+def gather(indices: Sequence[int], *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(ids, t[ids] for each tensor)``: the rows of a batch taken in one op per tensor, for a
+    :meth:`Dataset.get_collated_batch` over in-memory tensors.
+
+    ``ids`` is the int64 tensor of ``indices`` (``default_collate`` of the items' int indices).
+    It is built from a packed array (~5 us for 64 indices, against ~14 for ``torch.tensor(list)``),
+    and the rows are taken with ``index_select`` (half the time of ``t[ids]``); the values are
+    the same.  Negative indices count from the end, as ``t[i]`` does.
+    """
+    try:
+        ids = torch.frombuffer(array.array("q", indices), dtype=torch.int64) if len(indices) else \
+            torch.empty(0, dtype=torch.int64)
+    except (TypeError, OverflowError, ValueError):  # not plain ints (e.g. 0-dim tensors of another type)
+        ids = torch.as_tensor([int(i) for i in indices], dtype=torch.int64)
+    if len(indices) and min(indices) < 0:
+        return (ids, *(t[ids] for t in tensors))
+    return (ids, *(t.index_select(0, ids) for t in tensors))
 
 
 def _defining_class(cls: type, name: str) -> type | None:

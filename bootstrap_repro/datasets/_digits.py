@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from bootstrap_repro.datasets._dataset import Dataset
+from bootstrap_repro.datasets._dataset import Dataset, gather
 from bootstrap_repro.errors import ReproError
 
 __all__ = ["Digits"]
@@ -63,5 +63,5 @@ class Digits(Dataset):
 
     def get_collated_batch(self, indices: list[int]) -> dict[str, Any]:
         """The batch of ``indices`` in one indexing per tensor: equal to ``default_collate`` of the items."""
-        ids = torch.tensor(indices, dtype=torch.int64)
-        return {"data": self.data[ids], "class_id": self.class_id[ids], "index": ids}
+        ids, data, class_id = gather(indices, self.data, self.class_id)
+        return {"data": data, "class_id": class_id, "index": ids}

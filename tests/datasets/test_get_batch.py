@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
@@ -168,3 +169,15 @@ def test_a_get_collated_batch_from_a_plain_mixin_is_not_trusted():
     ds = Mixed("train", nb_items=20, nb_classes=3, dim=5, batch_size=8)
     assert not ds._reads_batches()
     assert all(bool((b["data"] != -1.0).all()) for b in ds.make_batch_loader())
+
+
+@pytest.mark.parametrize("indices", [[3, 1, 2, 3], [-1, 5, -100], [], [np.int64(4), 7], [torch.tensor(9), 0]])
+def test_gather_equals_collating_the_indexed_rows(indices):
+    from bootstrap_repro.datasets import gather
+
+    x, y = torch.randn(100, 3, 2), torch.arange(100) * 7
+    ids, xs, ys = gather(indices, x, y)
+    ref = default_collate([int(i) for i in indices]) if indices else torch.empty(0, dtype=torch.int64)
+    assert ids.dtype == torch.int64 and torch.equal(ids, ref)
+    assert torch.equal(xs, torch.stack([x[int(i)] for i in indices]) if indices else x[:0])
+    assert torch.equal(ys, torch.stack([y[int(i)] for i in indices]) if indices else y[:0])
