@@ -113,6 +113,8 @@ class _EpochBatch(list):  # type: ignore[type-arg]
 
     seed: int | None = None
     epoch: int = 0
+    #: Read whole: decided once per epoch, when the loader's iteration starts (:meth:`Dataset._reads_batches`).
+    whole: bool = False
 
 
 class Collated:
@@ -163,16 +165,19 @@ def _defining_class(cls: type, name: str) -> type | None:
 class _EpochBatchSampler(data.Sampler[list[int]]):
     """The loader's batches of indices, each tagged with the epoch's worker seed (see :class:`_Reseeding`)."""
 
-    def __init__(self, sampler: data.Sampler[int], batch_size: int, drop_last: bool) -> None:
+    def __init__(self, sampler: data.Sampler[int], batch_size: int, drop_last: bool,
+                 reads_batches: Callable[[], bool] | None = None) -> None:
         self.batches = data.BatchSampler(sampler, batch_size, drop_last)
         self.seed: int | None = None
         self.epoch = 0
+        self.reads_batches = reads_batches
 
     def __iter__(self) -> Iterator[list[int]]:
         seed, epoch = self.seed, self.epoch
+        whole = bool(self.reads_batches()) if self.reads_batches is not None else False  # once per epoch
         for indices in self.batches:
             batch = _EpochBatch(indices)
-            batch.seed, batch.epoch = seed, epoch
+            batch.seed, batch.epoch, batch.whole = seed, epoch, whole
             yield batch
 
     def __len__(self) -> int:
@@ -302,8 +307,9 @@ class Dataset(data.Dataset, abc.ABC):
 
     def __getitems__(self, indices: list[int]) -> Any:
         """The items of one batch (torch's batched fetch): a :class:`Collated` batch from
-        :meth:`get_collated_batch` when it applies (see there), else the list of items."""
-        if type(indices) is _EpochBatch and self._reads_batches():
+        :meth:`get_collated_batch` when it applies (see there; decided when each epoch's iteration
+        starts), else the list of items."""
+        if type(indices) is _EpochBatch and indices.whole:
             return Collated(self.get_collated_batch(indices))  # type: ignore[misc]
         return [self[i] for i in indices]
 
@@ -352,7 +358,7 @@ class Dataset(data.Dataset, abc.ABC):
             sampler = data.RandomSampler(self, generator=generator)
         else:
             sampler = data.SequentialSampler(self)
-        batches = _EpochBatchSampler(sampler, batch_size, self.drop_last)
+        batches = _EpochBatchSampler(sampler, batch_size, self.drop_last, self._reads_batches)
         batches.epoch = self.epoch
         return data.DataLoader(
             _Reseeding(self, seed_worker) if persistent else self,
