@@ -226,9 +226,9 @@ def _fsync_file(path: Path) -> None:
 
 
 def _names(directory: Path) -> list[str]:
-    """The entries of ``directory`` that a ``*`` glob matches (not hidden), listed once for a commit's lookups."""
+    """The entries of ``directory`` (hidden ones included, as ``Path.glob`` lists them), listed once for a commit's lookups."""
     try:
-        return [n for n in os.listdir(directory) if not n.startswith(".")]
+        return os.listdir(directory)
     except OSError:
         return []
 

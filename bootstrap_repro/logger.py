@@ -695,9 +695,10 @@ def _now_text() -> str:
     """The local time as ``%Y-%m-%d %H:%M:%S``, formatted once per second (a progress line every few ms)."""
     global _clock_text
     sec = int(time.time())
-    if _clock_text[0] != sec:
-        _clock_text = (sec, f"{_dt.datetime.fromtimestamp(sec):%Y-%m-%d %H:%M:%S}")
-    return _clock_text[1]
+    cached = _clock_text  # one read: another thread may replace it meanwhile
+    if cached[0] != sec:
+        cached = _clock_text = (sec, f"{_dt.datetime.fromtimestamp(sec):%Y-%m-%d %H:%M:%S}")
+    return cached[1]
 
 
 def _caller() -> str:

@@ -182,3 +182,30 @@ def test_rng_words_are_saved_as_bytes_and_the_older_list_form_still_restores():
     assert (random.random(), np.random.rand(), np.random.randn(), torch.rand(1).item()) == draws
     set_rng_state(older)
     assert (random.random(), np.random.rand()) == later
+
+
+def test_an_engine_file_of_a_newer_format_is_one_line_and_nothing_is_written(tiny_file, tmp_path):
+    """Format 2 (RNG words as bytes) is unreadable by the versions before it; from now on a version meeting a
+    newer format than it reads says so in one line instead of failing inside ``random.setstate``."""
+    import hashlib
+
+    import torch
+
+    opts = tiny_file()
+    assert run(Options.load(opts, []), handle_signals=False).status == "COMPLETED"
+    engine_file = tmp_path / "exp" / "ckpt_last_engine.pth.tar"
+    state = torch.load(engine_file, weights_only=True)
+    assert state["format"] == 2
+    torch.save({**state, "format": 3}, engine_file)
+
+    def digest() -> dict[str, str]:
+        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((tmp_path / "exp").rglob("*"))
+                if p.is_file()}
+
+    before = digest()
+    r = cli("run", "-o", str(opts), "--exp.resume", "last", "--engine.nb_epochs", "3")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == (
+        f"error: {engine_file}: written by a newer bootstrap-repro (engine file format 3; this version reads up to "
+        f"2); resume it with that version or a newer one (pip install -U bootstrap-repro)")
+    assert digest() == before

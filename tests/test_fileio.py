@@ -113,6 +113,50 @@ def test_a_failing_before_commit_leaves_the_old_files_and_no_staged_ones(tmp_pat
     assert {p.read_text() for p in tmp_path.iterdir()} == {"v1-a.bin", "v1-b.bin", "v1-c.bin"}
 
 
+def _crash_after_marker(monkeypatch, directory, name, writers):
+    """Run commit_group until its marker exists, then 'kill -9' before any staged file is renamed."""
+    real_replace = os.replace
+
+    def killed(src, dst):
+        if str(src).endswith(".staged"):
+            raise KeyboardInterrupt("kill -9 after the marker")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fileio.commit_group(directory, name, writers)
+    monkeypatch.setattr(fileio.os, "replace", real_replace)
+
+
+def _writers(**files):
+    return {n: (lambda f, v=v: f.write(v.encode())) for n, v in files.items()}
+
+
+@pytest.mark.parametrize("finish", ["recover", "settle", "next_commit"])
+def test_hidden_member_files_roll_forward_with_the_others(tmp_path, monkeypatch, finish):
+    fileio.commit_group(tmp_path, "grp", _writers(**{"data.bin": "old", ".meta": "old"}))
+    fileio.settle_group(tmp_path, "grp")
+    _crash_after_marker(monkeypatch, tmp_path, "grp", _writers(**{"data.bin": "new", ".meta": "new"}))
+    if finish == "recover":
+        assert fileio.recover_groups(tmp_path) == ["grp"]
+    elif finish == "settle":
+        fileio.settle_group(tmp_path, "grp")
+    else:  # the next commit finishes the committed one first, then replaces it
+        fileio.commit_group(tmp_path, "grp", _writers(**{"data.bin": "next", ".meta": "next"}))
+        fileio.settle_group(tmp_path, "grp")
+    want = "next" if finish == "next_commit" else "new"
+    assert {n: (tmp_path / n).read_text() for n in ("data.bin", ".meta")} == {"data.bin": want, ".meta": want}
+    assert sorted(os.listdir(tmp_path)) == [".meta", "data.bin"]
+
+
+def test_a_hidden_groups_committed_marker_is_finished_by_its_next_commit(tmp_path, monkeypatch):
+    _crash_after_marker(monkeypatch, tmp_path, ".grp", _writers(**{"state.bin": "v1"}))
+    fileio.commit_group(tmp_path, ".grp", _writers(**{"state.bin": "v2"}))
+    fileio.recover_groups(tmp_path)  # the next start: nothing may replay v1 over v2
+    assert (tmp_path / "state.bin").read_text() == "v2"
+    assert sorted(os.listdir(tmp_path)) == ["state.bin"]
+
+
 def test_crash_after_marker_rolls_forward(tmp_path, monkeypatch):
     fileio.commit_group(tmp_path, "ckpt", _group(tmp_path, "v1"))
     calls = []

@@ -148,7 +148,8 @@ def gather(indices: Sequence[int], *tensors: torch.Tensor) -> tuple[torch.Tensor
     the same.  Negative indices count from the end, as ``t[i]`` does.
     """
     try:
-        ids = torch.frombuffer(array.array("q", indices), dtype=torch.int64) if len(indices) else \
+        # cloned: a tensor of its own, resizable, as torch.tensor's (frombuffer's is the array's memory)
+        ids = torch.frombuffer(array.array("q", indices), dtype=torch.int64).clone() if len(indices) else \
             torch.empty(0, dtype=torch.int64)
     except (TypeError, OverflowError, ValueError):  # not plain ints (e.g. 0-dim tensors of another type)
         ids = torch.as_tensor([int(i) for i in indices], dtype=torch.int64)

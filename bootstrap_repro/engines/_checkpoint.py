@@ -32,7 +32,9 @@ from bootstrap_repro.fileio import commit_group, group_pending, recover_groups, 
 
 __all__ = ["Checkpointer", "rng_state", "set_rng_state", "checkpoint_names"]
 
-FORMAT = 1
+#: The engine file's format: 2 keeps the generators' words as bytes (:func:`rng_state`); 1 as lists of ints.
+#: A file of a newer format than this version reads is refused in one line.
+FORMAT = 2
 PARTS = ("engine", "model", "optimizer")
 
 
@@ -73,6 +75,21 @@ def rng_state() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def canonical_rng(state: Any) -> Any:
+    """``state`` (a :func:`rng_state`) with the generators' words as tuples of ints, whichever form was
+    saved: two files compared (``rerun --verify``) differ only if their generators do."""
+    if not isinstance(state, Mapping):
+        return state
+    out = dict(state)
+    py = out.get("python")
+    if isinstance(py, (tuple, list)) and len(py) == 3 and isinstance(py[1], (bytes, list, tuple)):
+        out["python"] = (py[0], tuple(_u32_words(py[1]) if isinstance(py[1], bytes) else py[1]), py[2])
+    npy = out.get("numpy")
+    if isinstance(npy, (tuple, list)) and len(npy) == 5 and isinstance(npy[1], (bytes, list, tuple)):
+        out["numpy"] = (npy[0], tuple(_u32_words(npy[1]) if isinstance(npy[1], bytes) else npy[1]), *npy[2:])
+    return out
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -322,6 +339,12 @@ class Checkpointer:
                 f"{self.path(name, 'engine')}: not an engine checkpoint (expected a dict with an int 'epoch', "
                 f"got {type(state).__name__}{' without one' if isinstance(state, Mapping) else ''}); "
                 f"resume another checkpoint"
+            )
+        fmt = state.get("format")
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT:
+            raise CheckpointError(
+                f"{self.path(name, 'engine')}: written by a newer bootstrap-repro (engine file format {fmt}; this "
+                f"version reads up to {FORMAT}); resume it with that version or a newer one (pip install -U bootstrap-repro)"
             )
         return dict(state)
 

@@ -174,7 +174,7 @@ def compare_outputs(original_dir: Path, rerun_dir: Path, ignore: Sequence[str] =
         pair = ((sa.st_dev, sa.st_ino), (sb.st_dev, sb.st_ino))
         if pair not in done:
             walk = _Walk()
-            walk.compare(_read_checkpoint(a), _read_checkpoint(b), "")
+            walk.compare(*(_engine_canonical(_read_checkpoint(p)) for p in (a, b)), "")
             done[pair] = (walk.tensors, walk.first)
         same, detail = done[pair]
         tensors += same
@@ -192,6 +192,17 @@ def read_logs_checked(path: Path) -> dict[str, Any]:
         if "integer string conversion" in reason:
             reason = "a number of more than 4300 digits"
         raise RecordError(f"{path}: cannot be compared ({reason}); the experiment dir is damaged") from None
+
+
+def _engine_canonical(obj: Any) -> Any:
+    """An engine file's object as compared: the file-format number left out and the RNG words in one form
+    (format 1 kept them as lists of ints, format 2 as bytes), so that a rerun by a newer version of
+    bootstrap-repro differs only where the run does."""
+    if not isinstance(obj, Mapping) or "rng" not in obj or "resume_epoch" not in obj:
+        return obj
+    from bootstrap_repro.engines._checkpoint import canonical_rng
+
+    return {**{k: v for k, v in obj.items() if k != "format"}, "rng": canonical_rng(obj["rng"])}
 
 
 def _read_checkpoint(path: Path) -> Any:

@@ -257,3 +257,28 @@ def test_real_runs_a_stamped_buffer_is_caught_and_a_deterministic_net_is_identic
     assert stamped.values > 0 and stamped.checkpoints == 9  # the logs agree: only the weights tell
     assert stamped.divergence is not None and stamped.divergence.startswith(
         "ckpt_last_model.pth.tar: tensor 'network.stamp' differs (shape [1], float64; max abs diff "), stamped.divergence
+
+
+def test_engine_files_of_both_formats_compare_by_their_generators(tmp_path):
+    """A rerun by a newer bootstrap-repro writes the RNG words as bytes (engine file format 2) where the original
+    holds lists of ints (format 1): the same generators are identical, other generators differ."""
+    import random
+
+    import torch
+
+    from bootstrap_repro.engines._checkpoint import rng_state
+
+    random.seed(1)
+    new = rng_state()
+    version, words, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = __import__("numpy").random.get_state()
+    old = {**new, "python": (version, list(words), gauss), "numpy": (name, keys.tolist(), pos, has_gauss, cached)}
+    for d, rng, fmt in ((tmp_path / "a", old, 1), (tmp_path / "b", new, 2)):
+        d.mkdir()
+        torch.save({"epoch": 3, "resume_epoch": 3, "format": fmt, "rng": rng}, d / "ckpt_last_engine.pth.tar")
+    got = compare_outputs(tmp_path / "a", tmp_path / "b")
+    assert got.divergence is None, got.divergence
+    random.random()  # another generator state: a real difference
+    torch.save({"epoch": 3, "resume_epoch": 3, "format": 2, "rng": rng_state()}, tmp_path / "b" / "ckpt_last_engine.pth.tar")
+    got = compare_outputs(tmp_path / "a", tmp_path / "b")
+    assert got.divergence is not None and "rng.python" in got.divergence, got.divergence
