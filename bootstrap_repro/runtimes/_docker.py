@@ -610,7 +610,10 @@ def _clean_leftovers(client: Any, exp_dir: Path) -> None:
     """Remove stopped containers of this experiment; refuse while one still runs it."""
     import docker
 
-    found = client.containers.list(all=True, filters={"label": [f"{LABEL}=1", f"{EXP_LABEL}={exp_dir}"]})
+    # ignore_removed: a container listed, then removed before it is inspected (its client's watcher
+    # removing it as this run starts) is gone, not an error
+    found = client.containers.list(all=True, filters={"label": [f"{LABEL}=1", f"{EXP_LABEL}={exp_dir}"]},
+                                   ignore_removed=True)
     for container in found:
         if container.status in ("running", "restarting", "paused", "removing"):
             raise DockerError(

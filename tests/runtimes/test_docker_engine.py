@@ -116,7 +116,7 @@ def local_digits(tmp_path_factory) -> Path:
 
 def containers_under(client, root: Path) -> list:
     """The containers labelled with an experiment dir under ``root`` (other sessions may run theirs)."""
-    return [c for c in client.containers.list(all=True, filters=LABEL_FILTER)
+    return [c for c in client.containers.list(all=True, filters=LABEL_FILTER, ignore_removed=True)
             if c.labels.get("bootstrap-repro.exp", "").startswith(f"{root}/")]
 
 
@@ -556,3 +556,23 @@ def test_sweep_trials_in_docker_reach_a_postgres_study(engine, tmp_path, postgre
     for path in sweep_dir.rglob("*"):  # the URL reached the trials through the environment only
         if path.is_file() and path.suffix in (".json", ".yaml", ".txt"):
             assert password not in path.read_text(errors="replace"), path
+
+
+def test_a_leftover_container_removed_while_listed_is_not_an_error(engine, tmp_path, monkeypatch):
+    """The start of a Docker run cleans this exp dir's stopped containers; one that its old client's watcher
+    removes between the listing and the inspection (kill -9, then an immediate resume) is simply gone."""
+    from bootstrap_repro.runtimes._docker import EXP_LABEL, LABEL, _clean_leftovers
+
+    exp = tmp_path / "exp"
+    container = engine.client.containers.create(engine.image.id, ["true"], labels={LABEL: "1", EXP_LABEL: str(exp)})
+    api, real = engine.client.api, engine.client.api.inspect_container
+
+    def removed_first(cid, *a, **k):  # the watcher wins the race: the container goes before it is inspected
+        if cid == container.id:
+            engine.client.api.remove_container(cid, force=True)
+        return real(cid, *a, **k)
+
+    monkeypatch.setattr(api, "inspect_container", removed_first)
+    _clean_leftovers(engine.client, exp)  # no docker.errors.NotFound
+    monkeypatch.setattr(api, "inspect_container", real)
+    assert not containers_under(engine.client, tmp_path)
