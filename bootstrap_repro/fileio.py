@@ -12,7 +12,6 @@ interrupted commit forward or back the next time the directory is used.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
