@@ -46,6 +46,7 @@ ROOT = os.environ.get("BENCH_ROOT") or str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, ROOT)
 
 from bootstrap_repro import datasets, models  # noqa: E402
+from bootstrap_repro.fileio import atomic_write  # noqa: E402
 from bootstrap_repro.logger import Logger  # noqa: E402
 from bootstrap_repro.options import DEFAULTS, Options, merge  # noqa: E402
 from bootstrap_repro.run import run, seed_everything  # noqa: E402
@@ -92,18 +93,9 @@ def autocast() -> Any:
 
 
 def durable_save(obj: Any, path: Path) -> None:
-    """``torch.save`` as durable as a checkpoint of the Engine: a temporary file, fsync, rename, directory fsync."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """``torch.save`` as durable as a checkpoint of the Engine: the project's ``atomic_write`` (a temporary
+    file, fsync, rename, directory fsync)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def hand_fit(exp_dir: Path, epochs: int, nb_items: int, durable: bool = False) -> float:

@@ -198,11 +198,12 @@ def commit_group(
 def settle_group(directory: PathLike, name: str) -> None:
     """Make the last :func:`commit_group` of ``name`` durable (the deferred directory fsync) and remove its marker."""
     directory = Path(directory)
-    markers = _markers(directory, name)
+    names = _names(directory)  # one listing for the markers and their staged files
+    markers = _markers(directory, name, names)
     if not markers:
         return
     for marker in markers:
-        _roll_forward_marker(directory, marker)
+        _roll_forward_marker(directory, marker, names)
     _fsync_dir(directory)
     for marker in markers:
         marker.unlink(missing_ok=True)
@@ -275,13 +276,10 @@ def _roll_forward(directory: Path, staged: Mapping[str, str]) -> None:
         try:
             if not stat.S_ISREG(os.lstat(tmp).st_mode):  # a regular file, not a link to one
                 continue
-        except OSError:
+        except FileNotFoundError:  # renamed already
             continue
-        try:
-            if stat.S_ISLNK(os.lstat(target).st_mode):
-                continue
-        except OSError:  # no target yet
-            pass
+        if os.path.islink(target):  # not followed, not replaced
+            continue
         os.replace(tmp, target)
 
 

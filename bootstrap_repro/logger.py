@@ -406,8 +406,8 @@ class _JournalWriter:
         #: key -> (is a list, JSON texts of its values in order, without brackets).
         self.chunks: dict[Any, tuple[bool, list[bytes]]] = {}
         self.keys: dict[Any, bytes] = {}
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
+        #: The background rewrite of the json file (when the journal has grown past it).
+        self.rewrites = LingeringWorker("logs-json-rewrite")
         #: The fdatasync of flushed lines, on a lingering daemon thread (no thread start per flush; one
         #: fdatasync covers every line appended before it starts).
         self.syncs = LingeringWorker("logs-journal-sync")
@@ -462,13 +462,7 @@ class _JournalWriter:
 
     def _join(self) -> None:
         """Wait for the background rewrite; raise its error."""
-        thread = self.thread
-        if thread is not None:
-            thread.join()
-            self.thread = None
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+        self.rewrites.wait()
 
     # ----------------------------------------------------------------- flush
     def flush(self, full: bool = False) -> None:
@@ -524,10 +518,9 @@ class _JournalWriter:
             self._append(line, sync=False)
             grown = self.size > max(self.MIN_BYTES, self.json_size)
         self._request_sync()
-        if grown and (self.thread is None or not self.thread.is_alive()):
-            self._join()
-            self.thread = threading.Thread(target=self._background, name="logs-json-rewrite", daemon=True)
-            self.thread.start()
+        if grown and self.rewrites.idle:
+            self.rewrites.raise_error()  # the previous rewrite's failure, said here
+            self.rewrites.submit(self._compact)
         return None
 
     def _append(self, line: bytes, sync: bool = True) -> None:
@@ -639,12 +632,6 @@ class _JournalWriter:
             raise
         self._new_journal(fp)
         self.json_size, self.dirty, self.load = fp[0], False, False
-
-    def _background(self) -> None:
-        try:
-            self._compact()
-        except BaseException as exc:  # noqa: BLE001 - raised on the training thread by wait()
-            self.error = exc
 
     def _compact(self) -> None:
         """Rewrite the json file from the values flushed so far (the chunks, not the logger's lists,

@@ -38,16 +38,21 @@ FORMAT = 2
 PARTS = ("engine", "model", "optimizer")
 
 
+#: The array typecode of an unsigned 32-bit word on this platform.
+_U32 = "I" if array.array("I").itemsize == 4 else "L"
+
+
 def _u32_bytes(words: Any) -> bytes:
     """32-bit words (a Mersenne Twister state) as little-endian bytes: one object to pickle, not 625 ints."""
-    arr = array.array("I", words) if array.array("I").itemsize == 4 else array.array("L", words)
+    arr = array.array(_U32, words)
     if sys.byteorder == "big":
         arr.byteswap()
     return arr.tobytes()
 
 
 def _u32_words(data: bytes) -> list[int]:
-    arr = array.array("I") if array.array("I").itemsize == 4 else array.array("L")
+    """The words of :func:`_u32_bytes`."""
+    arr = array.array(_U32)
     arr.frombytes(bytes(data))
     if sys.byteorder == "big":
         arr.byteswap()
@@ -68,8 +73,7 @@ def rng_state() -> dict[str, Any]:
         import numpy as np
 
         name, keys, pos, has_gauss, cached = np.random.get_state()
-        state["numpy"] = (name, _u32_bytes(keys.tolist()) if keys.dtype.itemsize != 4 else
-                          keys.astype("<u4", copy=False).tobytes(), pos, has_gauss, cached)
+        state["numpy"] = (name, keys.astype("<u4", copy=False).tobytes(), pos, has_gauss, cached)
     except ImportError:  # numpy is optional for torch
         pass
     if torch.cuda.is_available() and torch.cuda.is_initialized():
